@@ -1,0 +1,1 @@
+"""Command-line experiments: training, the paper's figures, plots."""

@@ -1,0 +1,53 @@
+"""minmax: certified steepest descent for min-max problems and adversarial training.
+
+Public names are loaded on first use (the core modules are small, but this keeps ``import minmax``
+instant and free of optional dependencies). The core needs only NumPy, SciPy and array-api-compat;
+:mod:`minmax.torch` is the PyTorch adapter.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    # the simplex QP
+    "min_norm_point": "minmax.minnorm",
+    "check_min_norm": "minmax.minnorm",
+    "MinNormResult": "minmax.minnorm",
+    "MinNormCertificate": "minmax.minnorm",
+    "Status": "minmax.minnorm",
+    "METHODS": "minmax.minnorm",
+    "project_simplex": "minmax.simplex",
+    # gradients, any backend
+    "gram": "minmax.gram",
+    "combine": "minmax.gram",
+    # Danskin's theorem
+    "directional_derivative": "minmax.danskin",
+    "one_sided_derivative": "minmax.danskin",
+    "two_sided_derivative": "minmax.danskin",
+    "steepest_descent": "minmax.danskin",
+    "SteepestDescentResult": "minmax.danskin",
+    "certify_descent": "minmax.certificate",
+    "DescentCertificate": "minmax.certificate",
+    "estimate_lipschitz": "minmax.certificate",
+    "covering_radius": "minmax.certificate",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'minmax' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

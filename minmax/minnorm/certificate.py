@@ -1,0 +1,276 @@
+r"""Input validation and the optimality certificate of the minimum-norm-point problem.
+
+For feasible :math:`\alpha \in \Delta` and :math:`f(\alpha) = \alpha^\top G\alpha`, convexity gives
+
+.. math::
+
+    f^* \ge f(\alpha) + \nabla f(\alpha)^\top(\alpha^* - \alpha)
+        \ge f(\alpha) - 2\bigl(\alpha^\top G\alpha - \min_i (G\alpha)_i\bigr)
+        = f(\alpha) - \operatorname{gap}(\alpha),
+
+so the Frank-Wolfe gap bounds the suboptimality, and with :math:`x = M\alpha`, :math:`x^* = M\alpha^*`,
+:math:`\|x - x^*\|^2 \le f(\alpha) - f^* \le \operatorname{gap}(\alpha)` (the min-norm point is the
+projection of the origin onto a convex set). Everything here is recomputed from ``G`` and the weights: a
+solver's internal state is never trusted.
+
+The stopping rule is ``gap <= max(rtol * f, floor)``. The floor is the rounding error of the computed gap
+itself, :math:`c\,m\,u\,(\alpha^\top|G|\alpha + \max_i(|G|\alpha)_i)` with :math:`u` the float64 unit
+round-off: a gap below it cannot be told apart from zero. It is scale-aware (tighter than a floor
+proportional to :math:`\max_i G_{ii}` when the gradient norms are spread over many orders of magnitude).
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import array_api_compat
+import numpy as np
+
+from .result import MESSAGES, MinNormResult, Status
+
+__all__ = [
+    "DEFAULT_TOL",
+    "MinNormCertificate",
+    "check_min_norm",
+    "fw_gap",
+    "gap_tolerance",
+    "validate_gram",
+    "validate_weights",
+]
+
+DEFAULT_TOL = 1e-12
+_EPS = np.finfo(np.float64).eps
+# Safety factor of the floating-point allowances (rounding error of a length-m dot product is <= m*u).
+_FLOOR_FACTOR = 4.0
+_SYMMETRY_FACTOR = 16.0
+_PSD_FACTOR = 16.0
+# Feasibility of weights: |sum(alpha) - 1| <= this * m * u.
+_SIMPLEX_FACTOR = 8.0
+
+
+def _to_numpy(x, name: str) -> np.ndarray:
+    if array_api_compat.is_array_api_obj(x) and not isinstance(x, np.ndarray):
+        x = array_api_compat.to_device(x, "cpu")
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise TypeError(f"{name} must be an array of real numbers, got {type(x).__name__}") from exc
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers (float or integer), got dtype {arr.dtype}")
+    return arr
+
+
+def validate_gram(G, *, name: str = "G") -> np.ndarray:
+    """Check that ``G`` is a finite, symmetric, positive semidefinite square matrix.
+
+    Symmetry and semidefiniteness are judged up to the round-off of ``G``'s own dtype (a float32 Gram
+    matrix is accepted with float32 round-off); nothing beyond round-off is repaired.
+
+    Parameters
+    ----------
+    G : array_like of shape (m, m)
+        Gram matrix :math:`M^\\top M`. NumPy arrays, array-API arrays (e.g. torch tensors, moved to the
+        CPU) and nested sequences are accepted.
+    name : str
+        Name used in error messages.
+
+    Returns
+    -------
+    ndarray of shape (m, m), float64
+        ``(G + G.T) / 2`` in float64.
+
+    Raises
+    ------
+    TypeError
+        If ``G`` is not an array of real numbers.
+    ValueError
+        If ``G`` is empty, not square, not finite, not symmetric or not positive semidefinite beyond
+        round-off.
+    """
+    arr = _to_numpy(G, name)
+    input_eps = np.finfo(arr.dtype).eps if arr.dtype.kind == "f" else _EPS
+    input_eps = max(float(input_eps), _EPS)
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
+        raise ValueError(f"{name} must be a square matrix of shape (m, m), got shape {arr.shape}")
+    m = arr.shape[0]
+    if m == 0:
+        raise ValueError(f"{name} is empty: at least one gradient (m >= 1) is needed")
+    G64 = arr.astype(np.float64)
+    if not np.all(np.isfinite(G64)):
+        raise ValueError(f"{name} contains NaN or infinite entries")
+    scale = float(np.max(np.abs(G64)))
+    asym = float(np.max(np.abs(G64 - G64.T)))
+    if asym > _SYMMETRY_FACTOR * m * input_eps * scale:
+        raise ValueError(
+            f"{name} is not symmetric: max |G - G^T| = {asym:.3e} exceeds round-off "
+            f"({_SYMMETRY_FACTOR * m * input_eps * scale:.3e})"
+        )
+    G64 = 0.5 * (G64 + G64.T)
+    if scale > 0.0:
+        shift = _PSD_FACTOR * m * input_eps * max(float(np.max(np.diag(G64))), 0.0)
+        try:
+            np.linalg.cholesky(G64 + shift * np.eye(m))
+        except np.linalg.LinAlgError:
+            lam = float(np.linalg.eigvalsh(G64)[0])
+            raise ValueError(
+                f"{name} is not positive semidefinite: its smallest eigenvalue {lam:.3e} is below "
+                f"-{shift:.3e}, the round-off allowance; a Gram matrix M^T M never is"
+            ) from None
+    return G64
+
+
+def validate_weights(weights, m: int, *, name: str = "weights") -> np.ndarray:
+    """Check that ``weights`` is a finite real vector of length ``m``; return it as float64."""
+    arr = _to_numpy(weights, name)
+    if arr.shape != (m,):
+        raise ValueError(f"{name} must have shape ({m},) to match G, got shape {arr.shape}")
+    w = arr.astype(np.float64)
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"{name} contains NaN or infinite entries")
+    return w
+
+
+def validate_tol(tol, *, name: str = "tol") -> float:
+    """Check that a tolerance is a finite non-negative real number."""
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(tol).__name__}")
+    tol = float(tol)
+    if not np.isfinite(tol) or tol < 0:
+        raise ValueError(f"{name} must be finite and non-negative, got {tol}")
+    return tol
+
+
+def fw_gap(weights: np.ndarray, g_alpha: np.ndarray) -> tuple[float, float]:
+    r"""Value :math:`f = \alpha^\top G\alpha` and Frank-Wolfe gap :math:`2(f - \min_i (G\alpha)_i)`.
+
+    The one place the gap formula lives; iterative methods call it with their maintained
+    :math:`G\alpha` (O(m)).
+    """
+    value = float(weights @ g_alpha)
+    return value, 2.0 * (value - float(np.min(g_alpha)))
+
+
+def gap_tolerance(G: np.ndarray, weights: np.ndarray, value: float, rtol: float) -> float:
+    """The gap below which ``weights`` is certified optimal: ``max(rtol * value, floor)``."""
+    abs_g_alpha = np.abs(G) @ np.abs(weights)
+    floor = _FLOOR_FACTOR * G.shape[0] * _EPS * (
+        float(np.abs(weights) @ abs_g_alpha) + float(np.max(abs_g_alpha))
+    )
+    return float(max(rtol * max(value, 0.0), floor))
+
+
+@dataclass(frozen=True)
+class MinNormCertificate:
+    r"""What the inputs alone prove about a candidate solution of :math:`\min_{\alpha\in\Delta}\alpha^\top G\alpha`.
+
+    Attributes
+    ----------
+    feasible : bool
+        ``weights >= 0`` and ``|sum(weights) - 1|`` within round-off.
+    infeasibility : float
+        ``max(-min(weights), |sum(weights) - 1|)``; 0 for an exactly feasible point.
+    value : float
+        :math:`f(\alpha) = \alpha^\top G\alpha`.
+    gap : float
+        :math:`2(\alpha^\top G\alpha - \min_i (G\alpha)_i) \ge f(\alpha) - f^*` (for feasible weights).
+    lower_bound : float
+        :math:`\max(f(\alpha) - \mathrm{gap}, 0) \le f^*`.
+    tolerance : float
+        ``max(rtol * value, floor)``, the rounding floor described in the module docstring.
+    optimal : bool
+        ``feasible and gap <= tolerance``.
+    """
+
+    feasible: bool
+    infeasibility: float
+    value: float
+    gap: float
+    lower_bound: float
+    tolerance: float
+    optimal: bool
+
+
+def _certify(G: np.ndarray, weights: np.ndarray, rtol: float) -> MinNormCertificate:
+    m = G.shape[0]
+    infeasibility = max(-float(np.min(weights)), abs(float(np.sum(weights)) - 1.0), 0.0)
+    feasible = bool(np.all(weights >= 0)) and bool(infeasibility <= _SIMPLEX_FACTOR * m * _EPS)
+    value, gap = fw_gap(weights, G @ weights)
+    tolerance = gap_tolerance(G, weights, value, rtol)
+    return MinNormCertificate(
+        feasible=feasible,
+        infeasibility=infeasibility,
+        value=value,
+        gap=gap,
+        lower_bound=max(value - gap, 0.0),
+        tolerance=tolerance,
+        optimal=feasible and bool(gap <= tolerance),
+    )
+
+
+def check_min_norm(G, weights, *, rtol: float = DEFAULT_TOL) -> MinNormCertificate:
+    r"""Certify candidate weights for :math:`\min_{\alpha \in \Delta} \alpha^\top G \alpha` from scratch.
+
+    Parameters
+    ----------
+    G : array_like of shape (m, m)
+        Positive semidefinite Gram matrix :math:`G = M^\top M`.
+    weights : array_like of shape (m,)
+        Candidate :math:`\alpha`.
+    rtol : float, default 1e-12
+        Relative tolerance on the gap; the absolute rounding floor always applies.
+
+    Returns
+    -------
+    MinNormCertificate
+
+    Raises
+    ------
+    TypeError, ValueError
+        On invalid ``G`` (see :func:`validate_gram`), weights of the wrong shape or non-finite, or a
+        negative ``rtol``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from minmax import check_min_norm
+    >>> G = np.array([[1.0, -1.0], [-1.0, 1.0]])      # g_2 = -g_1: the origin is in the hull
+    >>> cert = check_min_norm(G, [0.5, 0.5])
+    >>> cert.optimal, cert.value, cert.gap
+    (True, 0.0, 0.0)
+    >>> check_min_norm(G, [1.0, 0.0]).gap           # the vertex g_1 is far from optimal
+    4.0
+    """
+    G = validate_gram(G)
+    weights = validate_weights(weights, G.shape[0])
+    return _certify(G, weights, validate_tol(rtol, name="rtol"))
+
+
+def finalize(
+    G: np.ndarray, weights: np.ndarray, *, method: str, iterations: int, status: Status, rtol: float
+) -> MinNormResult:
+    """Build the public result from a solver's weights, recomputing the certificate.
+
+    The status is ``OPTIMAL`` exactly when the certificate holds; a solver that believed it had
+    converged but is not certified is reported as ``STALLED``.
+    """
+    weights = np.array(weights, dtype=np.float64)
+    cert = _certify(G, weights, rtol)
+    if cert.optimal:
+        status = Status.OPTIMAL
+    elif status is Status.OPTIMAL:
+        status = Status.STALLED
+    weights.setflags(write=False)
+    support = np.flatnonzero(weights > 0)
+    support.setflags(write=False)
+    return MinNormResult(
+        weights=weights,
+        value=cert.value,
+        gap=cert.gap,
+        tolerance=cert.tolerance,
+        iterations=int(iterations),
+        status=status,
+        message=MESSAGES[status],
+        support=support,
+        method=method,
+    )

@@ -1,0 +1,1 @@
+"""PyTorch models for the experiments."""
