@@ -1,4 +1,4 @@
-r"""The minimum-norm point of the convex hull of m gradients: :math:`\min_{\alpha\in\Delta}\alpha^\top G\alpha`.
+r"""The minimum-norm point of the convex hull, :math:`\min_{\alpha\in\Delta}\alpha^\top G\alpha`.
 
 One entry point, :func:`min_norm_point`, dispatches on a method name; each method lives in its own
 module and exposes ``solve(G, *, tol, max_iter, init) -> (weights, iterations, status)``. The result's

@@ -162,7 +162,7 @@ def gap_tolerance(G: np.ndarray, weights: np.ndarray, value: float, rtol: float)
 
 @dataclass(frozen=True)
 class MinNormCertificate:
-    r"""What the inputs alone prove about a candidate solution of :math:`\min_{\alpha\in\Delta}\alpha^\top G\alpha`.
+    r"""What the inputs alone prove about a candidate minimizer of :math:`\alpha^\top G\alpha` on the simplex.
 
     Attributes
     ----------
