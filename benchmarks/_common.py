@@ -1,0 +1,86 @@
+"""Shared helpers of the benchmarks: the machine-and-versions header, a median timer, text tables."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from typing import TypeVar
+
+__all__ = ["format_table", "header", "median_time"]
+
+T = TypeVar("T")
+
+_PACKAGES = ("minmax", "numpy", "scipy", "cvxpy", "clarabel", "torch")
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def header() -> str:
+    """Machine, Python and package versions: printed before every benchmark run.
+
+    Versions come from the installed distributions' metadata, so an optional package (torch, cvxpy) is
+    never imported just to name its version.
+    """
+    versions = []
+    for name in _PACKAGES:
+        try:
+            versions.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name} (not installed)")
+    threads = os.environ.get("OMP_NUM_THREADS", "unset")
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return "\n".join(
+        [
+            f"# {now}",
+            f"# machine: {_cpu_name()}, {os.cpu_count()} logical CPUs, {platform.system()} "
+            f"{platform.release()}, OMP_NUM_THREADS={threads}",
+            f"# python {platform.python_version()} ({platform.python_implementation()}); "
+            + ", ".join(versions),
+        ]
+    )
+
+
+def median_time(fn: Callable[[], T], *, repeats: int = 7, budget: float = 0.5) -> tuple[float, T]:
+    """Median wall-clock seconds of ``fn()`` over up to ``repeats`` calls, after one untimed warm-up.
+
+    The warm-up absorbs one-time costs (imports, caches); timing stops early once ``budget`` seconds
+    have been spent, so a slow method is timed fewer times (at least once). Returns the median and the
+    result of the warm-up call.
+    """
+    result = fn()
+    times: list[float] = []
+    spent = 0.0
+    while len(times) < repeats and (not times or spent < budget):
+        start = time.perf_counter()
+        fn()
+        elapsed = time.perf_counter() - start
+        times.append(elapsed)
+        spent += elapsed
+    return statistics.median(times), result
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table (aligned in plain text too): the first column left-aligned, the rest right."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[j]) for row in cells) for j in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        parts = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+        return "| " + " | ".join(parts) + " |"
+
+    rule = "|" + "|".join(["-" * (widths[0] + 2)] + ["-" * (w + 1) + ":" for w in widths[1:]]) + "|"
+    return "\n".join([line(cells[0]), rule] + [line(row) for row in cells[1:]])
