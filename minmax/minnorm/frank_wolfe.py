@@ -145,10 +145,10 @@ def solve(
     --------
     >>> import numpy as np
     >>> from minmax.minnorm.frank_wolfe import solve
-    >>> G = np.array([[1.0, -0.5], [-0.5, 1.25]])
+    >>> G = np.array([[1.0, 0.0], [0.0, 4.0]])     # orthogonal gradients: alpha_i ~ 1 / G_ii
     >>> w, it, status = solve(G, tol=1e-12)
     >>> status.value, np.round(w, 6).tolist()
-    ('optimal', [0.6, 0.4])
+    ('optimal', [0.8, 0.2])
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
