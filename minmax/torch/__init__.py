@@ -6,12 +6,18 @@ This is the only part of :mod:`minmax` that imports torch. The core (:mod:`minma
 
 from __future__ import annotations
 
-# -- attacks: the inner maximization (PGD l∞/l2 with batched restarts, FGSM/FAST) ----------------------
-from minmax.torch.attacks import FGSM, PGD, AttackResult, worst_case
-
-# -- the training step: m gradients, the Danskin direction and every variant; multi-process support ----
+# -- attacks: the inner maximization (PGD l∞/l2 with batched restarts, FGSM/FAST);
+# -- the training step (descent, gradients) and multi-process support (distributed) ---------------------
 from minmax.torch import distributed
-from minmax.torch.descent import VARIANTS, DescentStep, NonFiniteLossError, StepRecord, VariantSpec, parse_variant
+from minmax.torch.attacks import FGSM, PGD, AttackResult, worst_case
+from minmax.torch.descent import (
+    VARIANTS,
+    DescentStep,
+    NonFiniteLossError,
+    StepRecord,
+    VariantSpec,
+    parse_variant,
+)
 from minmax.torch.gradients import STRATEGIES, SetGradients, commit_buffers, set_gradients
 
 __all__ = ["FGSM", "PGD", "AttackResult", "worst_case"]
