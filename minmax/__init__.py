@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import importlib
 
+# `gram` names both a submodule and a function. Importing the submodule (minmax.danskin does) makes the
+# import system bind the package attribute `gram` to the module, after which the lazy __getattr__
+# below is never consulted; binding the function eagerly keeps `from minmax import gram` a function.
+from .gram import combine, gram  # noqa: F401  (re-exported: listed in _EXPORTS)
+
 __version__ = "0.1.0"
 
 # public name -> module that defines it
