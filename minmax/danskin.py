@@ -48,8 +48,10 @@ def _is_block_list(grads) -> bool:
 
 
 def _to_numpy(x) -> np.ndarray:
-    if not isinstance(x, np.ndarray):
-        x = array_api_compat.to_device(x, "cpu")
+    """A float64 NumPy copy of a small array of any backend (torch: detached and moved to the CPU)."""
+    if array_api_compat.is_torch_array(x):
+        x = x.detach().to("cpu")
+    # np.asarray reads array_api_strict arrays directly; their to_device() rejects the name "cpu".
     return np.asarray(x, dtype=np.float64)
 
 
@@ -218,7 +220,7 @@ class SteepestDescentResult:
 def _validated_gram(G, m: int):
     if not array_api_compat.is_array_api_obj(G) and not _is_block_list(G):
         raise TypeError(f"gram must be an array of shape ({m}, {m}), got {type(G).__name__}")
-    shape = tuple(np.shape(G)) if not array_api_compat.is_array_api_obj(G) else tuple(G.shape)
+    shape = tuple(G.shape) if array_api_compat.is_array_api_obj(G) else np.shape(G)
     if shape != (m, m):
         raise ValueError(f"gram must have shape ({m}, {m}) to match the {m} gradients, got shape {shape}")
     return G
@@ -305,7 +307,7 @@ def steepest_descent(
     """
     blocks, xp, m = as_blocks(grads)
     G = _gram(grads) if gram is None else _validated_gram(gram, m)
-    qp = min_norm_point(G, method=method, tol=tol, max_iter=max_iter, init=init)
+    qp = min_norm_point(_to_numpy(G), method=method, tol=tol, max_iter=max_iter, init=init)
     alpha = qp.weights
     writable = np.array(alpha)  # torch warns on (and may alias) read-only NumPy memory
 
