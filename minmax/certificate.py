@@ -192,8 +192,8 @@ def certify_descent(grads, gamma, *, lipschitz, radius) -> DescentCertificate:
 
 def _points(x, name: str) -> np.ndarray:
     """A non-empty set of points, shape (n, *shape), as a finite float64 (n, k) NumPy array."""
-    if array_api_compat.is_array_api_obj(x) and not isinstance(x, np.ndarray):
-        x = array_api_compat.to_device(x, "cpu")
+    if array_api_compat.is_torch_array(x):
+        x = x.detach().to("cpu")
     arr = np.asarray(x)
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
