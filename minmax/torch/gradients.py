@@ -66,7 +66,7 @@ class SetGradients:
         One block of shape ``(m, *p.shape)`` per trainable parameter, in ``trainable_parameters`` order,
         unscaled (true gradients even when a loss scale was used).
     losses : torch.Tensor
-        The m batch losses, shape ``(m,)``, float32, detached.
+        The m batch losses, shape ``(m,)``, detached, in the loss's dtype (at least float32).
     buffers : dict of str to torch.Tensor, or None
         Per-set updated buffers ``(m, *b.shape)`` of the buffers that the passes changed (BatchNorm running
         statistics in train mode); None when none changed. Apply with :func:`commit_buffers`.
@@ -196,6 +196,10 @@ def set_gradients(model: nn.Module, inputs, target: torch.Tensor, *,
     return SetGradients(blocks, losses, bufs, finite, strategy)
 
 
+def _detached(loss: torch.Tensor) -> torch.Tensor:
+    return loss.detach().to(torch.promote_types(loss.dtype, torch.float32))
+
+
 def _changed(per_set: dict, before: dict) -> dict | None:
     """Keep only the buffers that some pass changed (running statistics), stacked ``(m, ...)``."""
     out = {k: v for k, v in per_set.items() if not torch.equal(v, before[k].unsqueeze(0).expand_as(v))}
@@ -215,7 +219,7 @@ def _loop(model, named, xs, ys, per_set, loss_fn, amp_dtype, scale):
         for k, (g, p) in enumerate(zip(gs, params, strict=True)):
             # A parameter the loss does not use has gradient zero, never a stale value.
             grads[k].append(torch.zeros_like(p) if g is None else g.detach())
-        losses.append(loss.detach().float())
+        losses.append(_detached(loss))
         with torch.no_grad():
             for k, b in buffers.items():
                 seen[k].append(b.detach().clone())
@@ -238,7 +242,7 @@ def _func(model, named, xs, ys, per_set, loss_fn, amp_dtype, scale):
     def loss_at(theta, bufs, x, y):
         with _autocast(x.device, amp_dtype):
             loss = loss_fn(functional_call(model, ({**theta, **frozen}, bufs), (x,)), y)
-        return loss * scale if scale != 1.0 else loss, loss.detach().float()
+        return loss * scale if scale != 1.0 else loss, _detached(loss)
 
     g, losses = vmap(grad(loss_at, has_aux=True), in_dims=(None, 0, 0, 0 if per_set else None),
                      randomness="different")(trainable, batched, xs, ys)

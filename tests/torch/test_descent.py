@@ -1,0 +1,273 @@
+"""The training step: each variant does what its definition says; the Danskin step descends."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from minmax import steepest_descent
+from minmax.torch.attacks import AttackResult
+from minmax.torch.descent import VARIANTS, DescentStep, NonFiniteLossError, parse_variant
+
+EPS = 8 / 255
+
+
+def _net(norm="none", dtype=torch.float64):
+    torch.manual_seed(0)
+    layer = {"batch": nn.BatchNorm2d(4), "group": nn.GroupNorm(2, 4), "none": nn.Identity()}[norm]
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), layer, nn.CELU(), nn.Flatten(), nn.Linear(36, 3))
+    return net.to(dtype).train()
+
+
+def _batch(b=6, dtype=torch.float64, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(b, 3, 5, 5, generator=g, dtype=dtype) * 0.8 + 0.1
+    return x, torch.randint(0, 3, (b,), generator=g)
+
+
+class FixedAttack:
+    """Returns given perturbations (and per-sample losses, computed or given): makes the sets known."""
+
+    def __init__(self, deltas, losses=None):
+        self.deltas, self.losses = deltas, losses
+
+    def run(self, model, x, y):
+        losses = self.losses
+        if losses is None:
+            mode = model.training
+            model.eval()  # like the real attacks: no running-statistics update
+            with torch.no_grad():
+                losses = torch.stack([F.cross_entropy(model(x + d), y, reduction="none")
+                                      for d in self.deltas])
+            model.train(mode)
+        return AttackResult(self.deltas, losses)
+
+
+def _deltas(m, x, seed=2):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(m, *x.shape, generator=g, dtype=x.dtype) * 2 - 1) * EPS
+
+
+def _grads(net, sets, y):
+    """Reference gradients, one flat float64 row per set, via loss.backward on a copy."""
+    rows, losses = [], []
+    for s in sets:
+        ref = copy.deepcopy(net)
+        loss = F.cross_entropy(ref(s), y)
+        loss.backward()
+        rows.append(torch.cat([p.grad.reshape(-1) for p in ref.parameters()]))
+        losses.append(loss.item())
+    return torch.stack(rows), np.array(losses)
+
+
+def _pgrad(net):
+    return torch.cat([p.grad.reshape(-1) for p in net.parameters()])
+
+
+def _robust_loss(net, sets, y):
+    with torch.no_grad():
+        return max(F.cross_entropy(net(s), y).item() for s in sets)
+
+
+@pytest.mark.parametrize("strategy", ["loop", "func"])
+def test_danskin_step_matches_steepest_descent_and_descends(strategy):
+    net = _net()
+    x, y = _batch()
+    d = _deltas(4, x)
+    step = DescentStep(net, "ddi-4", attack=FixedAttack(d), strategy=strategy)
+    rec = step(x, y)
+    M, losses = _grads(net, x + d, y)
+    ref = steepest_descent(M)
+    # p.grad is -γ*: the optimizer's θ - lr p.grad moves along γ*
+    torch.testing.assert_close(_pgrad(net), -ref.direction, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(rec.losses, losses, rtol=1e-12)
+    assert not ref.stationary and rec.slope < 0
+    np.testing.assert_allclose(rec.slope, -rec.norm, rtol=1e-9)
+    np.testing.assert_allclose(rec.norm, ref.norm, rtol=1e-9)
+    gamma = -_pgrad(net)
+    # the linearized robust loss max_i L_i + t<g_i, γ> decreases at rate slope = max_i <g_i, γ> = -‖Mα*‖
+    np.testing.assert_allclose(float((M @ gamma).max()), rec.slope, rtol=1e-8)
+    assert np.isclose(float(gamma.norm()), 1.0)
+    # ... and so does the true finite-set robust loss, for a small step
+    before = _robust_loss(net, x + d, y)
+    with torch.no_grad():
+        for p in net.parameters():
+            p -= 1e-4 * p.grad
+    assert _robust_loss(net, x + d, y) < before
+    assert rec.negative_inner_products == int(np.sum(np.triu((M @ M.T).numpy(), 1) < 0))
+
+
+def test_normalize_false_writes_min_norm_combination():
+    net = _net()
+    x, y = _batch()
+    d = _deltas(3, x)
+    DescentStep(net, "ddi-3", attack=FixedAttack(d), normalize=False)(x, y)
+    ref = steepest_descent(_grads(net, x + d, y)[0])
+    torch.testing.assert_close(_pgrad(net), ref.combination, rtol=1e-9, atol=1e-12)
+
+
+def test_pgd_min_picks_lowest_norm_gradient():
+    net = _net()
+    x, y = _batch()
+    d = _deltas(5, x)
+    d[3] = 0.0  # one set differs: its gradient norm differs from the others
+    rec = DescentStep(net, "pgd-min-5", attack=FixedAttack(d))(x, y)
+    M, _ = _grads(net, x + d, y)
+    norms = M.norm(dim=1)
+    k = int(norms.argmin())
+    assert np.sort(norms.numpy())[1] > norms[k] * (1 + 1e-6)  # the choice is not a tie
+    torch.testing.assert_close(_pgrad(net), M[k], rtol=1e-10, atol=1e-13)
+    assert rec.weights.tolist() == [float(i == k) for i in range(5)]
+    G = (M @ M.T).numpy()
+    np.testing.assert_allclose(rec.slope, -np.min(G[:, k]) / np.sqrt(G[k, k]), rtol=1e-9)
+
+
+def test_pgd_max_takes_gradient_at_per_sample_worst():
+    net = _net()
+    x, y = _batch(b=4)
+    d = _deltas(3, x)
+    losses = torch.tensor([[0.0, 5.0, 1.0, 0.0], [2.0, 1.0, 1.0, 0.0], [1.0, 1.0, 3.0, 0.5]])
+    DescentStep(net, "pgd-max-3", attack=FixedAttack(d, losses))(x, y)
+    worst = torch.stack([d[1, 0], d[0, 1], d[2, 2], d[2, 3]])
+    M, _ = _grads(net, (x + worst).unsqueeze(0), y)
+    torch.testing.assert_close(_pgrad(net), M[0], rtol=1e-10, atol=1e-13)
+
+
+def test_ddi_comb_assembles_batches_from_bit_vectors():
+    net = _net()
+    x, y = _batch(b=5)
+    d = _deltas(2, x)
+    torch.manual_seed(123)
+    rec = DescentStep(net, "ddi-comb-4", attack=FixedAttack(d))(x, y)
+    torch.manual_seed(123)
+    bits = torch.randint(0, 2, (4, 5))
+    sets = torch.stack([x + torch.stack([d[int(b), n] for n, b in enumerate(row)]) for row in bits])
+    M, losses = _grads(net, sets, y)
+    np.testing.assert_allclose(rec.losses, losses, rtol=1e-12)
+    torch.testing.assert_close(_pgrad(net), -steepest_descent(M).direction, rtol=1e-9, atol=1e-12)
+
+
+def test_ddi_decay_schedule_and_exact_resume():
+    net = _net()
+    x, y = _batch()
+    step = DescentStep(net, "ddi-decay-4", steps=1, total_steps=3)
+    assert [step(x, y).m for _ in range(3)] == [4, 3, 2]
+    state = step.state_dict()
+    again = DescentStep(net, "ddi-decay-4", steps=1, total_steps=3)
+    again.load_state_dict(state)
+    assert again.current_m() == step.current_m() == 1
+    np.testing.assert_array_equal(again.weights, step.weights)
+    with pytest.raises(ValueError, match="variant"):
+        DescentStep(net, "ddi-4").load_state_dict(state)
+
+
+@pytest.mark.parametrize("name", ["pgd", "pgd-max-3", "pgd-min-3", "pgd-4", "pgd-4-1/t", "fast", "fast-max-3",
+                                  "ddi-3", "fast-ddi-3", "ddi-comb-3", "ddi-decay-3"])
+def test_every_variant_writes_fresh_gradient_into_every_parameter(name):
+    net = _net("batch", dtype=torch.float32)
+    x, y = _batch(dtype=torch.float32)
+    for p in net.parameters():
+        p.grad = torch.full_like(p, 1e6)  # a stale value the step must overwrite
+    step = DescentStep(net, name, steps=2, total_steps=10)
+    rec = step(x, y)
+    first = [p.grad.clone() for p in net.parameters()]
+    for g in first:
+        assert torch.isfinite(g).all() and not torch.any(g == 1e6)
+        assert g.numel() == 1 or g.std() > 0  # never one constant per parameter
+    assert int(net[1].num_batches_tracked) == 1  # running statistics move once per step
+    step(*_batch(dtype=torch.float32, seed=9))
+    assert all(not torch.equal(a, p.grad) for a, p in zip(first, net.parameters(), strict=True))
+    assert len(rec.losses) == rec.m and rec.weights.shape == (rec.m,) and np.isclose(rec.weights.sum(), 1)
+    assert set(rec.times) >= {"attack", "gradients", "gram", "qp", "total"}
+    assert parse_variant(name).family in VARIANTS
+
+
+def test_pgd_running_statistics_are_those_of_plain_training():
+    net = _net("batch")
+    x, y = _batch()
+    d = _deltas(1, x)
+    plain = copy.deepcopy(net)
+    plain(x + d[0])
+    DescentStep(net, "pgd", attack=FixedAttack(d))(x, y)
+    for k, v in plain.state_dict().items():
+        torch.testing.assert_close(net.state_dict()[k], v)
+
+
+def test_grad_scaler_applies_exactly_the_direction_and_skips_overflow():
+    net = _net("group", dtype=torch.float32)
+    x, y = _batch(dtype=torch.float32)
+    d = _deltas(3, x)
+    ref = copy.deepcopy(net)
+    DescentStep(ref, "ddi-3", attack=FixedAttack(d))(x, y)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    rec = DescentStep(net, "ddi-3", attack=FixedAttack(d), scaler=scaler)(x, y)
+    assert not rec.skipped
+    for p, q in zip(net.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, 2.0**10 * q.grad, rtol=1e-5, atol=1e-6)
+    start = [p.detach().clone() for p in net.parameters()]
+    scaler.step(opt)
+    scaler.update()
+    for p, s, q in zip(net.parameters(), start, ref.parameters(), strict=True):
+        torch.testing.assert_close(p.detach(), s - 0.1 * q.grad, rtol=1e-5, atol=1e-6)
+    # an overflowing scale: NaN in p.grad, the scaler skips the update and lowers the scale
+    big = torch.amp.GradScaler("cpu", init_scale=3e38)
+    rec = DescentStep(net, "ddi-3", attack=FixedAttack(d), scaler=big)(x, y)
+    assert rec.skipped and all(torch.isnan(p.grad).all() for p in net.parameters())
+    start = [p.detach().clone() for p in net.parameters()]
+    big.step(torch.optim.SGD(net.parameters(), lr=0.1))
+    big.update()
+    assert all(torch.equal(p, s) for p, s in zip(net.parameters(), start, strict=True))
+    assert big.get_scale() < 3e38
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("pgd", ("pgd", 1, None, False)), ("pgd-max-10", ("pgd-max", 10, None, False)),
+    ("pgd-min-10", ("pgd-min", 10, None, False)), ("pgd-70", ("pgd-long", 1, 70, False)),
+    ("pgd-70-1/t", ("pgd-long", 1, 70, True)), ("fast", ("fast", 1, None, False)),
+    ("fast-max-10", ("fast-max", 10, None, False)), ("ddi-10", ("ddi", 10, None, False)),
+    ("fast-ddi-10", ("fast-ddi", 10, None, False)), ("ddi-comb-10", ("ddi-comb", 10, None, False)),
+    ("DDI-Decay-10", ("ddi-decay", 10, None, False)),
+])
+def test_parse_variant_accepts_paper_names(name, expected):
+    s = parse_variant(name)
+    assert (s.family, s.m, s.steps, s.decay) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "pgd-max", "ddi", "ddi-0", "pgd-min-0", "pgd-max-x", "ddi-10-1/t",
+                                 "sgd", "pgd-70-1/s", "fast-10"])
+def test_parse_variant_rejects_bad_names(bad):
+    with pytest.raises(ValueError, match="accepted forms"):
+        parse_variant(bad)
+    with pytest.raises(TypeError):
+        parse_variant(10)
+
+
+def test_bad_input():
+    net = _net()
+    x, y = _batch()
+    with pytest.raises(ValueError, match=">= 1"):
+        DescentStep(net, "ddi-0")
+    for eps in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="eps"):
+            DescentStep(net, "pgd", eps=eps)
+    with pytest.raises(ValueError, match="require grad"):
+        DescentStep(_net().requires_grad_(False), "ddi-3")
+    with pytest.raises(ValueError, match="total_steps"):
+        DescentStep(net, "ddi-decay-3")
+    with pytest.raises(ValueError, match="strategy"):
+        DescentStep(net, "pgd", strategy="fast")
+    step = DescentStep(net, "ddi-3", steps=1)
+    with pytest.raises(ValueError, match="batch size"):
+        step(x, y[:4])
+    with pytest.raises(TypeError):
+        step(x.numpy(), y)
+    nan_loss = DescentStep(net, "ddi-3", steps=1, loss=lambda out, t: F.cross_entropy(out, t) * float("nan"))
+    with pytest.raises(NonFiniteLossError, match="loss is nan"):
+        nan_loss(x, y)
+    assert issubclass(NonFiniteLossError, FloatingPointError)
