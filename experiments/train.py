@@ -1,0 +1,87 @@
+"""``python -m experiments.train``: adversarial training with every variant of the paper, resumable exactly.
+
+Run ``python -m experiments.train --help`` for the options. One optimizer step is: the global batch
+(order from :func:`experiments.data.epoch_permutation`, augmentation seeded per batch), the global torch
+generator reseeded from ``(seed, step)``, ``DescentStep`` (attacks, m gradients, Danskin direction into
+``p.grad``), ``optimizer.step()``. Because every random choice is a function of the seed and the step
+counter, and the model, optimizer, scheduler, scaler, ``DescentStep`` state, RNG states and per-epoch
+accumulators are checkpointed atomically, a run killed at any moment and resumed with ``--resume`` takes
+exactly the steps of an uninterrupted run (bit for bit on CPU with ``--deterministic``).
+
+Run directory::
+
+    RUN_DIR/config.json              the full configuration, command line, versions
+    RUN_DIR/metrics.jsonl, .csv      one row per epoch (train/val/test clean and robust, lr, times, DDi)
+    RUN_DIR/steps.jsonl              one row per step (--log-steps)
+    RUN_DIR/log.txt                  human-readable log
+    RUN_DIR/summary.json             final test evaluation of the best and last models
+    RUN_DIR/checkpoints/last.pt      the latest state (every --checkpoint-every steps and each epoch end)
+    RUN_DIR/checkpoints/best.pt      the state at the epoch of best validation robust accuracy
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+
+from experiments import cli
+from experiments.checkpoint import CheckpointError
+from experiments.data import DataError
+from experiments.runner import Trainer
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_USAGE, EXIT_NONFINITE = 0, 2, 3
+
+
+def _configure(config: dict) -> None:
+    if config["threads"]:
+        torch.set_num_threads(config["threads"])
+    if config["deterministic"]:
+        # cuBLAS needs this before its first use to be deterministic.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def main(argv=None) -> int:
+    """Run the command line; return the exit status (0 done, 2 usage/data/checkpoint error, 3 non-finite)."""
+    from minmax.torch import distributed
+    from minmax.torch.descent import NonFiniteLossError
+
+    config = cli.parse_config(argv)
+    _configure(config)
+    info = distributed.setup()
+    trainer = None
+    try:
+        trainer = Trainer(config, info)
+        trainer.run()
+        return EXIT_OK
+    except (DataError, CheckpointError, cli.ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except NonFiniteLossError as exc:
+        where = trainer.describe_last_checkpoint() if trainer is not None else ""
+        message = f"stopped: non-finite loss at optimizer step {trainer.global_step + 1}: {exc}. {where}"
+        if trainer is not None:
+            trainer.log.info(message)
+            trainer.log.write_json("summary.json", {"status": "non-finite loss", "message": message,
+                                                    "global_step": trainer.global_step})
+        if distributed.is_main():
+            print(f"error: {message}", file=sys.stderr)
+        return EXIT_NONFINITE
+    except KeyboardInterrupt:
+        if trainer is not None:
+            trainer.log.info(f"interrupted; {trainer.describe_last_checkpoint()}")
+        return 130
+    finally:
+        distributed.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
