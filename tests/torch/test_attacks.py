@@ -125,6 +125,30 @@ def test_l2_projection_is_exact_on_the_ball_box_intersection(device):
     assert (delta - v).norm() < (naive - v).norm() - 1e-3
 
 
+def _bisection_reference(v, x, eps):
+    """Nearest point of {‖d‖ <= ε, 0 <= x + d <= 1} to v in float64: clip(s v), the largest feasible s."""
+    v, lo, hi = v.double(), -x.double(), 1 - x.double()
+    s_lo, s_hi = torch.zeros(v.shape[0], dtype=torch.float64), torch.ones(v.shape[0], dtype=torch.float64)
+    for _ in range(80):
+        mid = (s_lo + s_hi) / 2
+        ok = torch.clamp(mid.view(-1, 1, 1, 1) * v, lo, hi).flatten(1).norm(dim=1) <= eps
+        s_lo, s_hi = torch.where(ok, mid, s_lo), torch.where(ok, s_hi, mid)
+    return torch.clamp(s_lo.view(-1, 1, 1, 1) * v, lo, hi)
+
+
+@pytest.mark.parametrize("eps, scale", [(0.5, 1.0), (3.0, 10.0), (20.0, 100.0)])
+def test_l2_projection_matches_a_float64_bisection(eps, scale):
+    g = torch.Generator().manual_seed(int(eps))
+    x = torch.rand(32, 3, 8, 8, generator=g) ** 4  # many pixels near 0, so the box is active
+    x[:, 0, :2] = 1.0
+    v = scale * torch.randn(32, 3, 8, 8, generator=g) / 8 + 0.1 * scale * torch.rand(32, 3, 8, 8, generator=g)
+    d = PGD(eps=eps, norm="l2")._project(v, x)
+    ref = _bisection_reference(v, x, eps)
+    assert ((x + d >= 0) & (x + d <= 1)).all()
+    assert d.flatten(1).norm(dim=1).max() <= eps * (1 + 1e-6)
+    torch.testing.assert_close(d.double(), ref, rtol=0, atol=1e-5 * eps)
+
+
 def test_restarts_are_distinct_and_batched(device):
     model = trained(device)
     x, y = _data(6, device=device)
