@@ -51,29 +51,30 @@ class DistInfo:
 def setup(backend: str | None = None) -> DistInfo:
     """Initialize the default process group from torchrun's environment variables.
 
-    Reads ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``. The backend is nccl
-    when CUDA is available (device ``cuda:LOCAL_RANK``), else gloo (CPU). Without ``WORLD_SIZE`` (a plain
-    ``python`` launch) nothing is initialized and the info of a single process is returned.
+    Reads ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``. The backend is
+    nccl when CUDA is available, else gloo; with nccl the device is ``cuda:LOCAL_RANK``, with gloo the
+    CPU. Without ``WORLD_SIZE`` (a plain ``python`` launch) nothing is initialized and the info of a single
+    process is returned.
 
     Raises
     ------
     ValueError
         If the environment variables are malformed.
     """
-    cuda = torch.cuda.is_available()
+    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
     if "WORLD_SIZE" not in os.environ:
-        return DistInfo(0, 1, 0, torch.device("cuda" if cuda else "cpu"))
+        return DistInfo(0, 1, 0, torch.device("cuda" if backend == "nccl" else "cpu"))
     try:
         rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         local = int(os.environ.get("LOCAL_RANK", rank))
     except (KeyError, ValueError) as exc:
         raise ValueError(f"torchrun environment incomplete or malformed (RANK, WORLD_SIZE, LOCAL_RANK): "
                          f"{exc}") from None
-    device = torch.device(f"cuda:{local}") if cuda else torch.device("cpu")
-    if cuda:
+    device = torch.device(f"cuda:{local}") if backend == "nccl" else torch.device("cpu")
+    if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend or ("nccl" if cuda else "gloo"), rank=rank, world_size=world)
+        dist.init_process_group(backend, rank=rank, world_size=world)
     return DistInfo(rank, world, local, device)
 
 
