@@ -312,14 +312,15 @@ def steepest_descent(
     writable = np.array(alpha)  # torch warns on (and may alias) read-only NumPy memory
 
     combination64 = []
-    sq_norm = 0.0
+    sq_norm = None
     for b in blocks:
         a = xp.asarray(writable, dtype=xp.float64, device=array_api_compat.device(b))
         flat = xp.reshape(xp.astype(b, xp.float64), (m, -1))
         c = xp.reshape(xp.matmul(a[None, :], flat)[0, ...], tuple(b.shape[1:]))
         combination64.append(c)
-        sq_norm += float(xp.sum(c * c))
-    norm = float(np.sqrt(sq_norm))
+        part = xp.sum(c * c)
+        sq_norm = part if sq_norm is None else sq_norm + part
+    norm = float(np.sqrt(float(sq_norm)))  # one device sync for all blocks
     stationary = bool(qp.value <= qp.tolerance) or norm == 0.0
 
     combination = [xp.astype(c, b.dtype) for c, b in zip(combination64, blocks, strict=True)]
