@@ -45,7 +45,7 @@ NORMS = ("linf", "l2")
 _ACTIVE_SET_STEPS = 8
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # tensors have no single truth value: compare fields
 class AttackResult:
     """What an attack returns: the perturbations and their per-sample losses.
 
@@ -257,7 +257,8 @@ class PGD:
         Returns
         -------
         AttackResult
-            ``deltas`` ``(m, B, ...)`` and ``losses`` ``(m, B)``, on ``x``'s device, in ``x``'s dtype.
+            ``deltas`` ``(m, B, ...)`` in ``x``'s dtype and ``losses`` ``(m, B)`` in the loss's dtype, both
+            on ``x``'s device.
 
         Raises
         ------

@@ -302,3 +302,20 @@ def test_bad_input_raises():
         PGD(steps=1, loss=lambda logits, y: logits.sum())(model, x, y)
     with pytest.raises(RuntimeError, match="inference_mode"), torch.inference_mode():
         attack(model, x, y)
+
+
+def test_attacks_a_built_model_with_normalization(device):
+    from nets import build_model
+
+    torch.manual_seed(0)
+    model = build_model("cnn", input_shape=(1, 28, 28), activation="celu", norm="group", mean=0.5, std=0.25,
+                        channels=(8, 8), hidden=8).to(device)
+    x, y = torch.rand(2, 1, 28, 28, device=device), torch.tensor([1, 2], device=device)
+    for norm, eps in (("linf", EPS), ("l2", 0.5)):
+        result = PGD(eps=eps, norm=norm, steps=2, restarts=2).run(model, x, y)
+        _in_ball(result.deltas, x, norm, eps)
+        # from δ = 0 the best iterate can never be worse than the clean input
+        result = PGD(eps=eps, norm=norm, steps=2, random_start=False).run(model, x, y)
+        with torch.no_grad():
+            clean = F.cross_entropy(model(x), y, reduction="none")
+        assert (result.losses >= clean - 1e-6).all()
