@@ -50,8 +50,12 @@ _SIMPLEX_FACTOR = 8.0
 
 
 def _to_numpy(x, name: str) -> np.ndarray:
-    if array_api_compat.is_array_api_obj(x) and not isinstance(x, np.ndarray):
-        x = array_api_compat.to_device(x, "cpu")
+    if array_api_compat.is_torch_array(x):
+        x = x.detach().cpu()
+        if x.dtype.itemsize == 2:  # float16/bfloat16: NumPy has no bfloat16; float32 holds both exactly
+            x = x.float()
+    elif array_api_compat.is_array_api_obj(x) and not isinstance(x, np.ndarray):
+        x = np.from_dlpack(x)  # other array-API arrays on the CPU (array_api_strict has no "cpu" device)
     try:
         arr = np.asarray(x)
     except (TypeError, ValueError, RuntimeError) as exc:
