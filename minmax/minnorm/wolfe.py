@@ -69,41 +69,64 @@ _EPS = np.finfo(np.float64).eps
 _DEPENDENCE_FACTOR = 16.0
 # Stop (STALLED) after this many consecutive major cycles that do not lower f.
 _MAX_NO_PROGRESS = 3
+# Refine the affine minimizer when the corral's squared norms span more than this ratio.
+_REFINE_RANGE = 1e4
 
 
 class _Corral:
-    """An affinely independent set S with the Cholesky factor R of A_S = c 11^T + G_S and w = R^-T 1."""
+    r"""An affinely independent set S with the inverse Cholesky factor of A_S = c 11^T + G_S.
 
-    def __init__(self, G: np.ndarray, c: float):
+    ``Rinv`` is :math:`R^{-1}` (upper triangular, :math:`A_S = R^\top R`) and ``w`` is
+    :math:`R^{-\top}\mathbf{1}`. The inverse factor is kept rather than R itself so that every solve is a
+    matrix-vector product: at these sizes a triangular solve costs more in call overhead than in flops.
+    """
+
+    def __init__(self, G: np.ndarray):
         self.G = G
-        self.c = c
+        self.c = self.dmin = self.dmax = 1.0
         m = G.shape[0]
-        self.R = np.zeros((m, m))
+        self.Rinv = np.zeros((m, m))
         self.w = np.zeros(m)
-        self.S: list[int] = []
+        self.idx = np.zeros(m, dtype=np.intp)
+        self.k = 0
 
     @property
-    def k(self) -> int:
-        return len(self.S)
+    def S(self) -> np.ndarray:
+        """The corral's point indices, in factorization order (a view: copy before changing the corral)."""
+        return self.idx[: self.k]
 
     def append(self, j: int) -> bool:
         """Add point j; return False (and change nothing) if it is affinely dependent on S."""
+        g_jj = float(self.G[j, j])
+        if self.k == 0:
+            self.c, self.dmin, self.dmax = _scale(np.array([g_jj]))
+        elif (
+            g_jj > 0.0
+            and not 0.25 * self.c <= np.sqrt(min(g_jj, self.dmin) * max(g_jj, self.dmax)) <= 4 * self.c
+        ):
+            # j widens the corral's range of norms: re-factor with the new c (see the module docstring).
+            S = self.S.tolist()
+            if self.refactor(S + [int(j)]):
+                self.refactor(S)
+                return False
+            return True
+        return self._append(j)
+
+    def _append(self, j: int) -> bool:
         k = self.k
         a_jj = self.c + self.G[j, j]
-        if k == 0:
-            r = np.zeros(0)
-        else:
-            a = self.c + self.G[self.S, j]
-            r = solve_triangular(self.R[:k, :k], a, trans="T", check_finite=False)
+        Rinv = self.Rinv[:k, :k]
+        r = Rinv.T @ (self.c + self.G[j][self.S])  # R^T r = a_j: the new column of R
         pivot2 = a_jj - float(r @ r)
         if not pivot2 > _DEPENDENCE_FACTOR * (k + 1) * _EPS * a_jj:
             return False
         pivot = np.sqrt(pivot2)
-        self.R[:k, k] = r
-        self.R[k, k] = pivot
-        self.R[k, :k] = 0.0
+        self.Rinv[:k, k] = (Rinv @ r) / -pivot
+        self.Rinv[k, k] = 1.0 / pivot
+        self.Rinv[k, :k] = 0.0
         self.w[k] = (1.0 - float(r @ self.w[:k])) / pivot
-        self.S.append(int(j))
+        self.idx[k] = j
+        self.k = k + 1
         return True
 
     def refactor(self, S: list[int]) -> list[int]:
@@ -114,31 +137,46 @@ class _Corral:
         out (the caller removes their weight).
         """
         k = len(S)
-        idx = np.asarray(S)
+        idx = np.asarray(S, dtype=np.intp)
+        self.c, self.dmin, self.dmax = _scale(self.G[idx, idx])
         A = self.c + self.G[np.ix_(idx, idx)]
         try:
             L = np.linalg.cholesky(A)
         except np.linalg.LinAlgError:
             L = None
         if L is not None and np.all(np.diag(L) ** 2 > _DEPENDENCE_FACTOR * k * _EPS * np.diag(A)):
-            self.S = [int(i) for i in S]
-            self.R[:k, :k] = L.T
-            self.w[:k] = solve_triangular(L, np.ones(k), lower=True, check_finite=False)
+            self.idx[:k] = S
+            self.k = k
+            Linv = solve_triangular(L, np.eye(k), lower=True, check_finite=False)
+            self.Rinv[:k, :k] = Linv.T
+            self.w[:k] = Linv.sum(axis=1)
             return []
-        self.S = []
-        return [i for i in S if not self.append(i)]
+        self.k = 0
+        return [i for i in S if not self._append(i)]
+
+    def coordinates(self, j: int) -> np.ndarray:
+        """Affine coordinates z of point j on the corral: A_S z = c 1 + G_{S,j}."""
+        Rinv = self.Rinv[: self.k, : self.k]
+        return Rinv @ (Rinv.T @ (self.c + self.G[j][self.S]))
 
     def affine_minimizer(self) -> np.ndarray:
         """Weights y (summing to 1) of the point of least norm in the affine hull of the corral."""
-        k = self.k
-        u = solve_triangular(self.R[:k, :k], self.w[:k], check_finite=False)
+        Rinv = self.Rinv[: self.k, : self.k]
+        u = Rinv @ self.w[: self.k]
+        if self.dmax > _REFINE_RANGE * self.dmin:
+            # One step of iterative refinement, the residual computed without rounding c + G_ij.
+            residual = 1.0 - self.c * u.sum() - self.G[np.ix_(self.S, self.S)] @ u
+            u = u + Rinv @ (Rinv.T @ residual)
         return u / u.sum()
 
 
-def _scale(G: np.ndarray) -> float:
-    diag = np.diag(G)
+def _scale(diag: np.ndarray) -> tuple[float, float, float]:
+    """The constant c of A_S = c 11^T + G_S and the range of positive squared norms in the corral."""
     positive = diag[diag > 0]
-    return float(positive.min()) if positive.size else 1.0
+    if not positive.size:
+        return 1.0, 1.0, 1.0
+    dmin, dmax = float(positive.min()), float(positive.max())
+    return float(np.sqrt(dmin) * np.sqrt(dmax)), dmin, dmax
 
 
 def _minor_cycles(corral: _Corral, x: np.ndarray, budget: int, new: int | None):
@@ -161,16 +199,57 @@ def _minor_cycles(corral: _Corral, x: np.ndarray, budget: int, new: int | None):
         theta = float(ratios.min())
         x = x + theta * (y - x)
         drop = (ratios <= theta) | (x <= 0)
-        if new is not None and theta == 0.0 and drop[corral.S.index(new)]:
+        if new is not None and theta == 0.0 and drop[corral.S == new].any():
             return x, cycles, False
-        keep = [i for i, d in zip(corral.S, drop, strict=True) if not d]
-        weights = dict(zip(corral.S, x, strict=True))
-        rejected = corral.refactor(keep)
-        x = np.array([weights[i] for i in corral.S])
-        if rejected or x.sum() <= 0:
-            x = np.maximum(x, 0.0)
+        keep = corral.S[~drop]  # a copy
+        x = x[~drop]
+        rejected = corral.refactor(keep.tolist())
+        if rejected:  # rounding made a subset of the corral dependent: its points leave with their weight
+            x = x[np.isin(keep, corral.S)]
         x = x / x.sum()
         new = None
+
+
+def _enter_other(corral: _Corral, g_alpha: np.ndarray, value: float) -> int | None:
+    """Append the most improving point (``(G alpha)_i < f``) that is affinely independent of the corral."""
+    in_corral = np.zeros(g_alpha.shape, dtype=bool)
+    in_corral[corral.S] = True
+    candidates = np.flatnonzero((g_alpha < value) & ~in_corral)
+    for i in candidates[np.argsort(g_alpha[candidates], kind="stable")][1:]:
+        if corral.append(int(i)):
+            return int(i)
+    return None
+
+
+def _exchange(corral: _Corral, x: np.ndarray, j: int) -> tuple[np.ndarray, bool]:
+    r"""Pivot the numerically dependent point j into the corral in place of one of its points.
+
+    If :math:`g_j = \sum_i z_i g_i` with :math:`\sum_i z_i = 1` (``z`` solves
+    :math:`A_S z = c\mathbf 1 + G_{S,j}`), then :math:`\sum_i (x_i - t z_i) g_i + t g_j` is the same point
+    for every t; the ratio test takes the largest t keeping the weights non-negative, and the point whose
+    weight vanishes leaves (the simplex method's pivot). Rounding in ``z`` moves the point a little; the
+    caller's progress guard catches cycling. Returns the new weights and whether the exchange succeeded.
+    """
+    S = corral.S.tolist()
+    z = corral.coordinates(j)
+    positive = z > 0
+    if not np.any(positive):
+        return x, False
+    ratios = np.full(len(S), np.inf)
+    ratios[positive] = x[positive] / z[positive]
+    leave = int(np.argmin(ratios))
+    t = float(ratios[leave])
+    weights = dict(zip(S, np.maximum(x - t * z, 0.0), strict=True))
+    weights[j] = t
+    corral.refactor(S[:leave] + S[leave + 1 :])
+    if not corral.append(j):
+        corral.refactor(S)
+        return x, False
+    x = np.array([weights[i] for i in corral.S])
+    if not x.sum() > 0:
+        corral.refactor(S)
+        return x, False
+    return x / x.sum(), True
 
 
 def solve(
@@ -219,8 +298,25 @@ def solve(
     >>> weights, status.value
     (array([0.8, 0.2]), 'optimal')
     """
+    weights, iterations, status = _wolfe(G, tol, max_iter, init)
+    if status is Status.STALLED and init is not None and iterations < max_iter:
+        # A warm start can leave rounding-level weights that no corral change removes: start afresh.
+        cold, more, cold_status = _wolfe(G, tol, max_iter - iterations, None)
+        iterations += more
+        if cold_status is not Status.STALLED or _gap_ratio(G, cold, tol) < _gap_ratio(G, weights, tol):
+            weights, status = cold, cold_status
+    return weights, iterations, status
+
+
+def _gap_ratio(G: np.ndarray, alpha: np.ndarray, tol: float) -> float:
+    value, gap = fw_gap(alpha, G @ alpha)
+    tolerance = gap_tolerance(G, alpha, value, tol)
+    return gap / tolerance if tolerance > 0 else (0.0 if gap <= 0 else np.inf)
+
+
+def _wolfe(G: np.ndarray, tol: float, max_iter: int, init: np.ndarray | None):
     m = G.shape[0]
-    corral = _Corral(G, _scale(G))
+    corral = _Corral(G)
     # A loose bound on the certificate's tolerance: alpha on the simplex has alpha^T|G|alpha <= max|G| and
     # (|G|alpha)_i <= max|G|, so gaps above it skip the O(m^2) exact tolerance.
     loose_floor = 8.0 * m * _EPS * float(np.max(np.abs(G)))
@@ -255,12 +351,22 @@ def solve(
         no_progress = no_progress + 1 if value >= last_value else 0
         last_value = min(value, last_value)
         j = int(np.argmin(g_alpha))
-        progress = no_progress < _MAX_NO_PROGRESS and j not in corral.S and corral.append(j)
-        if progress:
+        progress = no_progress < _MAX_NO_PROGRESS and j not in corral.S
+        if progress and not corral.append(j):
+            # j is affinely dependent on the corral in floating point although improving in exact
+            # arithmetic (the Gram matrix resolves distances only to sqrt(u) * norm). Any improving point
+            # keeps Wolfe's finite-termination argument: try the others, best first, then pivot j in.
+            j = _enter_other(corral, g_alpha, value)
+            if j is None:
+                x, progress = _exchange(corral, x, int(np.argmin(g_alpha)))
+                if progress:
+                    x, cycles, _ = _minor_cycles(corral, x, max_iter - iterations, None)
+                    iterations += cycles
+        if progress and j is not None:
             x, cycles, progress = _minor_cycles(corral, np.append(x, 0.0), max_iter - iterations, j)
             iterations += cycles
             if not progress:  # the new point left at once: restore the corral without it
-                corral.refactor([i for i in corral.S if i != j])
+                corral.refactor([i for i in corral.S.tolist() if i != j])
                 x = alpha[corral.S] / alpha[corral.S].sum()
         if not progress:
             if retried:
@@ -268,7 +374,7 @@ def solve(
             # Rebuild the factorization from G and re-solve the corral's affine problem once.
             retried = True
             no_progress = 0
-            corral.refactor(list(corral.S))
+            corral.refactor(corral.S.tolist())
             x = alpha[corral.S]
             x, cycles, _ = _minor_cycles(corral, x / x.sum(), max_iter - iterations, None)
             iterations += cycles
