@@ -117,7 +117,7 @@ def _collinear_opposite() -> Case:
 def _rank_deficient() -> Case:
     # m = 12 gradients in d = 3: many affinely dependent subsets, G of rank 3.
     rng = np.random.default_rng(3)
-    grads = rng.integers(-4, 5, size=(12, 3)) + np.array([3, 0, 0])
+    grads = rng.integers(-4, 5, size=(12, 3)) + np.array([6, 0, 0])  # first coordinate >= 2: f* > 0
     return _from_grads("rank-deficient", grads, integer=True)
 
 
