@@ -159,12 +159,17 @@ def load_cifar10(root: str, *, train: bool, download: bool = False) -> ImageSet:
         from torchvision.datasets import CIFAR10
     except ImportError as exc:  # pragma: no cover - torchvision is in the [torch] extra
         raise DataError("CIFAR10 needs torchvision: pip install 'minmax[torch]'") from exc
+    if download:
+        try:
+            CIFAR10(root, train=train, download=True)
+        except Exception as exc:  # network errors come in many types; all mean the same to the user
+            raise DataError(f"downloading CIFAR10 into {root!r} failed: {exc}") from None
     try:
-        # torchvision checks the files' MD5 sums; a test-made miniature has other sums, so we read the
-        # standard format ourselves when the check fails and the files are all present.
-        dataset = CIFAR10(root, train=train, download=download)
+        dataset = CIFAR10(root, train=train, download=False)
         images, labels = dataset.data, dataset.targets
     except RuntimeError:
+        # torchvision checks the files' MD5 sums and refuses any other copy in the same format (e.g. a
+        # miniature made by a test, or a re-pickled copy); read the standard format directly then.
         images, labels = _read_cifar_batches(folder, train)
     images = torch.from_numpy(np.ascontiguousarray(np.asarray(images, dtype=np.uint8).transpose(0, 3, 1, 2)))
     return ImageSet(images, torch.as_tensor(labels, dtype=torch.long), 10, CIFAR10_MEAN, CIFAR10_STD)

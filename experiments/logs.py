@@ -48,10 +48,10 @@ class RunLog:
         self.run_dir = run_dir
         self.enabled = enabled
         self.echo = echo
-        if enabled:
-            os.makedirs(run_dir, exist_ok=True)
 
     def _path(self, name: str) -> str:
+        # created on first write, so a run that fails before starting leaves no empty folder behind
+        os.makedirs(self.run_dir, exist_ok=True)
         return os.path.join(self.run_dir, name)
 
     def info(self, message: str) -> None:

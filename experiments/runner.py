@@ -191,8 +191,10 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
             self.step.load_state_dict(state["descent"])
         except (RuntimeError, ValueError, KeyError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"{path!r} does not fit the model/optimizer of this run: {first}") from None
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            detail = " ".join(lines[:3]) if lines else type(exc).__name__  # the first mismatches, no dump
+            message = f"{path!r} does not fit the model/optimizer of this run: {detail}"
+            raise CheckpointError(message) from None
         progress = state["progress"]
         self.epoch, self.step_in_epoch = progress["epoch"], progress["step_in_epoch"]
         self.global_step = progress["global_step"]
