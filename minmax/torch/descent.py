@@ -13,18 +13,18 @@ weight decay and learning-rate scheduler apply it unchanged::
 
 Variants (``parse_variant`` names; K = ``steps``, the attack's usual number of steps)
 
-=================  ====================================================  ====================================
-name               sets the gradients are taken at                       update written to ``p.grad``
-=================  ====================================================  ====================================
-pgd                1 PGD-K attack                                        its gradient g
-pgd-max-m          m PGD-K restarts, per-sample worst → 1 batch          its gradient g
-pgd-min-m          m PGD-K restarts → m batches                          the g_i of lowest norm
-pgd-K', pgd-K'-1/t one PGD-K' (1/t step decay after step K + 1)          its gradient g
-fast, fast-max-m   FGSM random start, step 1.25 ε (10/255 at ε = 8/255)  as pgd / pgd-max
-ddi-m, fast-ddi-m  m restarts → m batches                                Mα*/‖Mα*‖ (Danskin, Theorem 2)
-ddi-comb-k         2 attacks; k batches from random bit-vectors          Mα*/‖Mα*‖ over the k batches
-ddi-decay-m0       m_t restarts, m_t linear from m0 to 1 (total_steps)   Mα*/‖Mα*‖
-=================  ====================================================  ====================================
+==================  ====================================================  ====================================
+name                sets the gradients are taken at                       update written to ``p.grad``
+==================  ====================================================  ====================================
+pgd                 1 PGD-K attack                                        its gradient g
+pgd-max-m           m PGD-K restarts, per-sample worst → 1 batch          its gradient g
+pgd-min-m           m PGD-K restarts → m batches                          the g_i of lowest norm
+pgd-K', pgd-K'-1/t  one PGD-K' (1/t step decay after step K + 1)          its gradient g
+fast, fast-max-m    FGSM random start, step 1.25 ε (10/255 at ε = 8/255)  as pgd / pgd-max
+ddi-m, fast-ddi-m   m restarts → m batches                                Mα*/‖Mα*‖ (Danskin, Theorem 2)
+ddi-comb-k          2 attacks; k batches from random bit-vectors          Mα*/‖Mα*‖ over the k batches
+ddi-decay-m0        m_t restarts, m_t linear from m0 to 1 (total_steps)   Mα*/‖Mα*‖
+==================  ====================================================  ====================================
 
 ``p.grad`` holds the negated direction: the optimizer's ``θ ← θ - lr·p.grad`` moves along
 :math:`\gamma^* = -M\alpha^*/\|M\alpha^*\|`.
