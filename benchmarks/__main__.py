@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 import time
 from pathlib import Path
 
 from ._common import header
+
+# The QPs here are small (m <= 256): multi-threaded BLAS only adds start-up overhead and, on a shared
+# machine, noise of 10x. Timings are single-threaded unless the caller chose otherwise. Nothing above
+# imports NumPy, so this takes effect (the header prints the value in use).
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 
 def available() -> list[str]:
