@@ -132,7 +132,7 @@ def min_norm_point(
     >>> M = np.array([[1.0, -0.5], [0.0, 1.0]])     # two gradients as columns
     >>> res = min_norm_point(M.T @ M)
     >>> res.status.value, round(res.value, 6)
-    ('optimal', 0.2)
+    ('optimal', 0.307692)
     """
     if not isinstance(method, str):
         raise TypeError(f"method must be a string, got {type(method).__name__}")
