@@ -22,7 +22,7 @@ from experiments.evaluate import evaluate
 from experiments.logs import RunLog
 from experiments.shard import ShardedDescentStep
 
-__all__ = ["Trainer", "build_model_from_config", "new_stats", "run_config"]
+__all__ = ["Trainer", "build_model_from_config", "new_stats", "restore_model", "run_config"]
 
 AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _TIME_KEYS = ("data", "attack", "gradients", "gram", "qp", "combine", "optimizer", "checkpoint")
@@ -265,3 +265,36 @@ class Trainer:
         return evaluate(model, split, self.eval_attack, seed=seed, batch_size=self.config["eval_batch_size"],
                         limit=limit, device=self.device, amp_dtype=self.amp, rank=self.rank,
                         world_size=self.world)
+
+
+def restore_model(path: str, *, device="cpu", data_root: str | None = None):
+    """Rebuild a trained model and its data splits from a checkpoint of ``experiments.train``.
+
+    Returns ``(model, config, splits)`` with ``model`` in eval mode on ``device`` and ``splits`` a dict of
+    :class:`experiments.data.ImageSet` with keys ``train``, ``val``, ``test`` (the run's own split).
+    ``data_root`` overrides the dataset folder saved in the configuration (e.g. on another machine).
+
+    Raises
+    ------
+    CheckpointError
+        If the file is not a readable training checkpoint or does not fit the model its configuration names.
+    DataError
+        If the run's dataset cannot be found.
+    """
+    state = load_checkpoint(path, map_location=device)
+    config = state.get("config")
+    if state.get("kind") != "minmax-train" or not isinstance(config, dict):
+        raise CheckpointError(f"{path!r} is not a training checkpoint of experiments.train")
+    train, test = D.load_dataset(config["dataset"], root=data_root or config["data_root"],
+                                 generated_size=config["generated_size"],
+                                 generated_shape=config["generated_shape"], data_seed=config["data_seed"])
+    val_size = min(config["val_size"], len(train) // 10)
+    train, val = D.split_validation(train, val_size, seed=config["data_seed"])
+    model = build_model_from_config(config, train.input_shape, train.num_classes, train.mean, train.std)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise CheckpointError(f"{path!r}: the weights do not fit the model of its configuration: "
+                              f"{' '.join(lines[:3])}") from None
+    return model.to(device).eval(), config, {"train": train, "val": val, "test": test}
