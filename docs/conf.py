@@ -167,11 +167,11 @@ def _module_entries(what, name, obj):
 def _complete_citations(what, name, obj, lines):
     # The summary line: citations become plain text. (The entries copied below then have no reference
     # in the summary; an unreferenced entry is allowed, see suppress_warnings.)
+    cited = {m.group(1) for line in lines for m in _CITE.finditer(line)}
     for i, line in enumerate(lines):
         if not line.strip():
             break
         lines[i] = _CITE.sub(r"[\1]", line)
-    cited = {m.group(1) for line in lines for m in _CITE.finditer(line)}
     defined = {m.group(2) for line in lines for m in [_ENTRY.match(line)] if m}
     missing = sorted(cited - defined)
     if not missing:
