@@ -152,7 +152,10 @@ def fw_gap(weights: np.ndarray, g_alpha: np.ndarray) -> tuple[float, float]:
     :math:`G\alpha` (O(m)).
     """
     value = float(weights @ g_alpha)
-    return value, 2.0 * (value - float(np.min(g_alpha)))
+    # Summed as 2 sum_i alpha_i ((G alpha)_i - min_j (G alpha)_j): the same on the simplex, but for alpha >= 0
+    # every term is >= 0 in floating point too, so rounding never makes a feasible point's gap negative
+    # (2 (f - min) did, e.g. -2.2e-16 for G = 11^T and alpha = 1/6), and f and min do not cancel.
+    return value, 2.0 * float(weights @ (g_alpha - np.min(g_alpha)))
 
 
 def gap_tolerance(G: np.ndarray, weights: np.ndarray, value: float, rtol: float) -> float:

@@ -159,11 +159,11 @@ class _Corral:
         Rinv = self.Rinv[: self.k, : self.k]
         return Rinv @ (Rinv.T @ (self.c + self.G[j][self.S]))
 
-    def affine_minimizer(self) -> np.ndarray:
+    def affine_minimizer(self, refine: bool = False) -> np.ndarray:
         """Weights y (summing to 1) of the point of least norm in the affine hull of the corral."""
         Rinv = self.Rinv[: self.k, : self.k]
         u = Rinv @ self.w[: self.k]
-        if self.dmax > _REFINE_RANGE * self.dmin:
+        if refine or self.dmax > _REFINE_RANGE * self.dmin:
             # One step of iterative refinement, the residual computed without rounding c + G_ij.
             residual = 1.0 - self.c * u.sum() - self.G[np.ix_(self.S, self.S)] @ u
             u = u + Rinv @ (Rinv.T @ residual)
@@ -188,6 +188,8 @@ def _minor_cycles(corral: _Corral, x: np.ndarray, budget: int, new: int | None):
     cycles = 0
     while True:
         y = corral.affine_minimizer()
+        if not np.all(y > 0):  # a drop is decided on the signs of y: make sure of them first
+            y = corral.affine_minimizer(refine=True)
         cycles += 1
         if np.all(y > 0):
             return y, cycles, True
@@ -195,7 +197,9 @@ def _minor_cycles(corral: _Corral, x: np.ndarray, budget: int, new: int | None):
             return x, cycles, True
         neg = y <= 0
         ratios = np.full(x.shape, np.inf)
-        ratios[neg] = x[neg] / (x[neg] - y[neg])
+        # y_i <= 0 <= x_i; a point with x_i = y_i = 0 leaves at once (ratio 0, not 0/0).
+        step = x[neg] - y[neg]
+        ratios[neg] = np.where(step > 0, x[neg] / np.where(step > 0, step, 1.0), 0.0)
         theta = float(ratios.min())
         x = x + theta * (y - x)
         drop = (ratios <= theta) | (x <= 0)
