@@ -154,6 +154,32 @@ def _spread_norms_low_dim() -> Case:
     return _from_grads("spread-norms-low-dim", dirs * np.logspace(-6, 6, m)[:, None])
 
 
+def _antipodal_spread() -> Case:
+    # Norms 4e-5 .. 6e5 in the plane; g_4 and g_7 point in opposite directions, so f* = 0, but the small
+    # gradients make the corrals {small, g_4, g_7} affinely independent only below G's round-off.
+    dirs = np.array([[2, -1], [1, 0], [1, 1], [1, -1], [1, -3], [1, 0], [-1, 1], [3, 1]], dtype=float)
+    scales = np.array([4.42e-5, 5.75e5, 7.73e-4, 5.26e4, 4.0e-5, 1.17e5, 1.88e3, 0.9])
+    return _from_grads("antipodal-spread", dirs * scales[:, None], f_star=0.0)
+
+
+def _mirrored_spread() -> Case:
+    # Three gradients of norms 2e-3 .. 4e6 and their negatives, plus one more: f* = 0 (g_1 + g_5 = 0).
+    base = np.array([[1, 0, -1, 0], [2, -2, 3, 3], [-3, 3, -1, -1]], dtype=float)
+    base *= np.array([1.63e-3, 7.2e5, 4.45e-3])[:, None]
+    extra = 3.33e5 * np.array([[-1.0, -2.0, -1.0, 1.0]])
+    return _from_grads("mirrored-spread", np.concatenate([base, extra, -base]), f_star=0.0)
+
+
+def _collinear_spread() -> Case:
+    # Three integer directions at norms ~1e2, 4e4, 7e-5 and the same gradients doubled: the entering point
+    # is often collinear with a corral point in floating point, which Wolfe must pivot in, not refuse.
+    dirs = np.array(
+        [[-1, 2, 0, -1, 3, -3, -3], [2, -2, 3, -2, -3, 3, 3], [-1, -3, -1, 2, 0, -3, -1]], dtype=float
+    )
+    grads = dirs * np.array([4.4940903456596082e01, 1.4255050666343768e04, 2.3866164887393901e-05])[:, None]
+    return _from_grads("collinear-spread", np.concatenate([grads, 2.0 * grads]))
+
+
 def _nearly_parallel() -> Case:
     # Unit gradients with pairwise cosine about 0.9999 (a common direction plus small perpendicular parts).
     rng = np.random.default_rng(7)
@@ -195,6 +221,9 @@ EDGE_CASES: dict[str, Callable[[], Case]] = {
     "orthogonal-rotated": _orthogonal_rotated,
     "spread-norms": _spread_norms,
     "spread-norms-low-dim": _spread_norms_low_dim,
+    "antipodal-spread": _antipodal_spread,
+    "mirrored-spread": _mirrored_spread,
+    "collinear-spread": _collinear_spread,
     "nearly-parallel": _nearly_parallel,
     "m256": _large,
     "m256-rank20": _large_low_rank,
