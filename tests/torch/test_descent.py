@@ -271,3 +271,33 @@ def test_bad_input():
     with pytest.raises(NonFiniteLossError, match="loss is nan"):
         nan_loss(x, y)
     assert issubclass(NonFiniteLossError, FloatingPointError)
+
+
+def test_resume_gives_the_same_parameters_as_no_interruption():
+    batches = [_batch(seed=s) for s in range(4)]
+
+    def run(net, step, opt, items):
+        for x, y in items:
+            step(x, y)
+            opt.step()
+
+    torch.manual_seed(5)
+    net = _net()
+    step = DescentStep(net, "ddi-decay-3", steps=2, total_steps=4)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    run(net, step, opt, batches)
+
+    torch.manual_seed(5)
+    first = _net()
+    step1 = DescentStep(first, "ddi-decay-3", steps=2, total_steps=4)
+    run(first, step1, torch.optim.SGD(first.parameters(), lr=0.1), batches[:2])
+    saved = copy.deepcopy({"model": first.state_dict(), "step": step1.state_dict(),
+                           "rng": torch.get_rng_state()})
+    resumed = _net()
+    resumed.load_state_dict(saved["model"])
+    step2 = DescentStep(resumed, "ddi-decay-3", steps=2, total_steps=4)
+    step2.load_state_dict(saved["step"])
+    torch.set_rng_state(saved["rng"])
+    run(resumed, step2, torch.optim.SGD(resumed.parameters(), lr=0.1), batches[2:])
+    for p, q in zip(resumed.parameters(), net.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
