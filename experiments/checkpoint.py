@@ -51,7 +51,7 @@ def _encode(obj):
 def _decode(obj):
     if isinstance(obj, dict):
         if "__ndarray__" in obj and len(obj) == 2:
-            return obj["__ndarray__"].numpy().astype(obj["dtype"], copy=True)
+            return obj["__ndarray__"].cpu().numpy().astype(obj["dtype"], copy=True)
         return {key: _decode(value) for key, value in obj.items()}
     if isinstance(obj, list):
         return [_decode(value) for value in obj]

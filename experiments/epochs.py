@@ -140,6 +140,8 @@ def end_epoch(trainer) -> None:
     for key, value in stats["time"].items():
         row[f"time_{key}"] = value
     row["time_eval"] = eval_time
+    if trainer.device.type == "cuda":
+        row["gpu_max_memory_gib"] = torch.cuda.max_memory_allocated(trainer.device) / 2**30
     # selection by validation robust accuracy (training-subset robust accuracy when --val-size is 0)
     score = row.get("val_robust_acc", row.get("train_robust_acc"))
     improved = score > trainer.best["val_robust_acc"]

@@ -81,3 +81,13 @@ def test_foreign_and_missing_files_are_refused(tmp_path):
         load_checkpoint(str(tmp_path / "plain.pt"))
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(str(tmp_path / "absent.pt"))
+
+
+def test_loading_onto_a_device_keeps_numpy_state_on_the_host(tmp_path, device):
+    """map_location moves tensors to the device; NumPy state (the RNG's, α) must still come back as NumPy."""
+    path = str(tmp_path / "d.pt")
+    save_checkpoint(path, {"rng": capture_rng(), "w": np.arange(3.0), "t": torch.ones(2)})
+    state = load_checkpoint(path, map_location=device)
+    assert state["t"].device.type == device
+    np.testing.assert_array_equal(state["w"], np.arange(3.0))
+    restore_rng(state["rng"])
