@@ -20,13 +20,13 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
-from scipy.linalg import LinAlgError, cho_factor, cho_solve
+from scipy.linalg import solve_triangular
 
 from ..simplex import project_simplex
 from .certificate import fw_gap, gap_tolerance
 from .result import Status
 
-__all__ = ["APGStep", "DEFAULT_MAX_ITER", "polish_support", "solve", "tangent_curvature"]
+__all__ = ["APGStep", "DEFAULT_MAX_ITER", "polish_repeatedly", "polish_support", "solve", "tangent_curvature"]
 
 DEFAULT_MAX_ITER = 20_000
 _EPS = np.finfo(np.float64).eps
@@ -115,40 +115,59 @@ def tangent_curvature(G: np.ndarray) -> float:
     return 2.0 * min(bound * (1.0 + 4.0 * m * _EPS), norm)
 
 
-def _face_minimizer(G: np.ndarray, S: np.ndarray, x: np.ndarray) -> np.ndarray:
-    r"""Weights :math:`y` (summing to 1) minimizing :math:`y^\top G_{SS}\,y` on the affine hull of face S.
+def _face_minimizer(G: np.ndarray, S: np.ndarray, order: np.ndarray) -> np.ndarray:
+    r"""Weights :math:`y` on S (summing to 1) minimizing :math:`y^\top G_{SS}\,y` on the face's affine hull.
 
-    When the face's points are affinely independent, solves :math:`(c\mathbf 1\mathbf 1^\top + G_{SS})u =
-    \mathbf 1`, :math:`y = u/\mathbf 1^\top u` by Cholesky (the Lagrange system with the multiplier
-    eliminated; any :math:`c > 0` gives the same :math:`y`, and the geometric mean of the extreme positive
-    :math:`G_{ii}` keeps the factor accurate when the norms span many orders of magnitude), with one step
-    of iterative refinement. When they are dependent the minimizers form an affine set; the one nearest
-    the current weights ``x`` is :math:`x + u`, :math:`u` the minimum-norm solution of
-    :math:`PG_{SS}P\,u = -PG_{SS}x` (:math:`P` the centring projector), by a truncated eigendecomposition.
+    Solves :math:`(c\mathbf 1\mathbf 1^\top + G_{TT})u = \mathbf 1`, :math:`y_T = u/\mathbf 1^\top u`
+    by Cholesky, with one step of iterative refinement: the Lagrange system of the equality-constrained
+    QP with the multiplier eliminated. Any :math:`c > 0` gives the same :math:`y`; the geometric mean of
+    the extreme positive :math:`G_{ii}` keeps the factor accurate when the norms span many orders of
+    magnitude. :math:`T \subseteq S` is a maximal affinely independent subset, grown greedily in the
+    given ``order`` (positions in S, most wanted first): a point is left out when its Cholesky pivot is
+    lost in the rounding of its own diagonal entry (a test relative to each point's own scale, so that
+    short gradients are not mistaken for dependent ones). :math:`T` spans the same affine hull as
+    :math:`S`, so :math:`y` (zero off :math:`T`) minimizes over the whole face.
     """
     H = G[np.ix_(S, S)]
-    k = len(S)
     d = np.diag(H)
     positive = d[d > 0]
     c = float(np.sqrt(positive.min()) * np.sqrt(positive.max())) if positive.size else 1.0
     A = c + H
     try:
-        factor = cho_factor(A, lower=True, check_finite=False)
-        independent = bool(np.all(np.diag(factor[0]) ** 2 > _DEPENDENCE_FACTOR * k * _EPS * np.diag(A)))
-    except LinAlgError:
-        independent = False
-    if independent:
-        ones = np.ones(k)
-        u = cho_solve(factor, ones, check_finite=False)
-        u += cho_solve(factor, ones - c * u.sum() - H @ u, check_finite=False)
-        return u / u.sum()
-    r = H.mean(axis=1)
-    B = H - r[:, None] - r[None, :] + r.mean()  # P H P
-    lam, V = np.linalg.eigh(0.5 * (B + B.T))
-    keep = lam > _DEPENDENCE_FACTOR * k * _EPS * max(float(lam[-1]), 0.0)
-    rhs = V[:, keep].T @ (H @ x - (H @ x).mean())
-    y = x - V[:, keep] @ (rhs / lam[keep])
-    return y / y.sum()
+        L = np.linalg.cholesky(A)
+        T = np.arange(len(S))
+        if not np.all(np.diag(L) ** 2 > _DEPENDENCE_FACTOR * len(S) * _EPS * np.diag(A)):
+            raise np.linalg.LinAlgError
+    except np.linalg.LinAlgError:
+        T, L = _independent_subset(A, order)
+    ones = np.ones(len(T))
+
+    def chol_solve(b: np.ndarray) -> np.ndarray:
+        z = solve_triangular(L, b, lower=True, check_finite=False)
+        return solve_triangular(L, z, lower=True, trans="T", check_finite=False)
+
+    u = chol_solve(ones)
+    u += chol_solve(ones - c * u.sum() - H[np.ix_(T, T)] @ u)
+    y = np.zeros(len(S))
+    y[T] = u / u.sum()
+    return y
+
+
+def _independent_subset(A: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy maximal subset with a numerically positive definite block of A, and its Cholesky factor."""
+    k = len(order)
+    L = np.zeros((k, k))
+    chosen: list[int] = []
+    for j in order:
+        n = len(chosen)
+        r = solve_triangular(L[:n, :n], A[chosen, j], lower=True, check_finite=False) if n else np.zeros(0)
+        pivot2 = float(A[j, j] - r @ r)
+        if pivot2 > _DEPENDENCE_FACTOR * (n + 1) * _EPS * A[j, j]:
+            L[n, :n] = r
+            L[n, n] = np.sqrt(pivot2)
+            chosen.append(int(j))
+    n = len(chosen)
+    return np.asarray(chosen, dtype=np.intp), L[:n, :n]
 
 
 def polish_support(G: np.ndarray, alpha: np.ndarray, g_alpha: np.ndarray) -> np.ndarray:
@@ -174,24 +193,77 @@ def polish_support(G: np.ndarray, alpha: np.ndarray, g_alpha: np.ndarray) -> np.
     S = np.flatnonzero((alpha > 0) | (g_alpha < f))
     x = alpha[S] / alpha.sum()
     while S.size:
-        y = _face_minimizer(G, S, x)
+        # On a face that is affinely dependent in floating point, the entering vertices (most violating
+        # first) are kept in the independent subset, then the support by decreasing weight: a violator
+        # nearly on the affine hull of the support (e.g. g and 2g with a tiny gradient) must come in.
+        entering = x == 0
+        order = np.lexsort((np.where(entering, g_alpha[S], 0.0), -x, ~entering))
+        y = _face_minimizer(G, S, order)
         if not np.all(np.isfinite(y)):
             return alpha
         if np.all(y > 0):
             x = y
             break
-        shrink = y < x
-        theta = min(1.0, float(np.min(x[shrink] / (x[shrink] - y[shrink])))) if shrink.any() else 1.0
+        shrink = np.flatnonzero(y < x)
+        theta, blocking = 1.0, -1
+        if shrink.size:
+            ratios = x[shrink] / (x[shrink] - y[shrink])
+            k = int(np.argmin(ratios))
+            if ratios[k] < 1.0:
+                theta, blocking = float(ratios[k]), int(shrink[k])
         x = x + theta * (y - x)
-        drop = shrink & (x <= _EPS * x.max())
-        if shrink.any():
-            drop[int(np.argmin(np.where(shrink, x, np.inf)))] = True  # the blocking vertex
-        drop |= (x <= 0) & (y <= 0)
+        # Remove what reached 0 and is not entering: the blocking vertex, the vertices y puts at or below
+        # 0 (theta = 1); a vertex at 0 with y > 0 (a violator) stays, to enter.
+        drop = (x <= 0) & (y <= 0)
+        drop[shrink] |= x[shrink] <= _EPS * x.max()
+        if blocking >= 0:
+            drop[blocking] = True
         S, x = S[~drop], np.maximum(x[~drop], 0.0)
         x /= x.sum()
+    if not S.size:  # cannot happen in exact arithmetic (y sums to 1, so some weight grows)
+        return alpha
     polished = np.zeros_like(alpha)
     polished[S] = x
     return polished
+
+
+def polish_repeatedly(
+    G: np.ndarray,
+    alpha: np.ndarray,
+    g_alpha: np.ndarray,
+    *,
+    certified: Callable[[np.ndarray, np.ndarray], bool],
+    tried: set,
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    r"""Apply :func:`polish_support` while it lowers :math:`f` on faces not tried before.
+
+    Each round ends at the minimizer of :math:`f` on some face, and :math:`f` strictly decreases from
+    round to round, so no face comes back and the rounds end (in exact arithmetic they end at the optimum,
+    like an active-set method that adds every violating vertex at once). ``tried`` holds the faces
+    (support plus violators, packed) already polished by the caller, and is updated.
+
+    Returns
+    -------
+    weights, g_weights : ndarray
+        The best point found and :math:`G` times it (``alpha`` itself if no round improved).
+    certified : bool
+        Whether ``certified(weights, g_weights)`` holds.
+    """
+    best, g_best, f_best = alpha, g_alpha, float(alpha @ g_alpha)
+    for _ in range(len(alpha)):
+        key = np.packbits((best > 0) | (g_best < f_best)).tobytes()
+        if key in tried:
+            break
+        tried.add(key)
+        candidate = polish_support(G, best, g_best)
+        g_candidate = G @ candidate
+        if certified(candidate, g_candidate):
+            return candidate, g_candidate, True
+        f_candidate = float(candidate @ g_candidate)
+        if not f_candidate < f_best:
+            break
+        best, g_best, f_best = candidate, g_candidate, f_candidate
+    return best, g_best, False
 
 
 def solve(
@@ -217,7 +289,7 @@ def solve(
     init : ndarray of shape (m,), optional
         Warm start on the simplex; by default the barycentre :math:`\mathbf 1/m`.
     polish : bool, default True
-        Solve the QP exactly on the iterates' face (:func:`polish_support`) once their support has
+        Solve the QP exactly on the iterates' face (:func:`polish_repeatedly`) once their support has
         been the same for 3 iterations, and every 16 iterations; each face at most once. The iteration
         continues from the polished point (momentum reset) when it is not yet certified.
     callback : callable, optional
@@ -295,7 +367,7 @@ def solve(
     t = 1.0
     best_gap, since_best = gap, 0
     stall_iters = _STALL_ITERS + 10 * m
-    support, same_support, tried = alpha > 0, 0, set()
+    support, same_support, tried = alpha > 0, 0, set()  # tried: faces already polished
     for it in range(1, max_iter + 1):
         new = np.asarray(project_simplex(beta - step * g_beta), dtype=np.float64)
         new /= new.sum()  # the projection sums to 1 up to its own rounding; the certificate wants m*u
@@ -305,20 +377,19 @@ def solve(
             return new, it, Status.OPTIMAL
         restart = float((beta - new) @ (new - alpha)) > 0.0
         if polish:
-            # Polish when the support has settled, or every so often if it keeps changing; each face once.
+            # Polish when the support has settled, or every so often if it keeps changing.
             new_support = new > 0
             same_support = same_support + 1 if np.array_equal(new_support, support) else 0
             support = new_support
-            key = np.packbits(support | (g_new < f)).tobytes()
-            if (same_support >= _POLISH_AFTER or it % _POLISH_EVERY == 0) and key not in tried:
-                tried.add(key)
-                polished = polish_support(G, new, g_new)
-                g_polished = G @ polished
-                done, f_polished, gap_polished = certified(polished, g_polished)
+            if same_support >= _POLISH_AFTER or it % _POLISH_EVERY == 0:
+                polished, g_polished, done = polish_repeatedly(
+                    G, new, g_new, certified=lambda x, gx: certified(x, gx)[0], tried=tried
+                )
                 if done:
                     return polished, it, Status.OPTIMAL
-                if f_polished <= f:  # continue from the better point, without momentum
-                    new, g_new, f, gap, restart = polished, g_polished, f_polished, gap_polished, True
+                if polished is not new:  # continue from the better point, without momentum
+                    new, g_new, restart = polished, g_polished, True
+                    f, gap = fw_gap(new, g_new)
         if gap < best_gap:
             best_gap, since_best = gap, 0
         else:

@@ -24,7 +24,7 @@ and :math:`f(\alpha + \gamma d) = f + 2\gamma d^\top g + \gamma^2 d^\top G d` is
 :math:`\gamma_{\max}` on an away or pairwise direction is a *drop step*: :math:`\alpha_v` is set to exactly 0
 and :math:`v` leaves the active set.
 
-Once the active set has not changed for 20 iterations, :func:`minmax.minnorm.apg.polish_support` solves
+Once the active set has not changed for 20 iterations, :func:`minmax.minnorm.apg.polish_repeatedly` solves
 the QP exactly on it (plus the vertices the gradient says should enter) and the iteration continues from
 the polished point if it is better: the linear rate of [2]_ degrades with the condition number, and the
 polish is what makes 1e-12 relative gaps reachable on badly scaled problems. ``polish=False`` gives the
@@ -38,7 +38,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .apg import polish_support
+from .apg import polish_repeatedly
 from .certificate import fw_gap, gap_tolerance
 from .result import Status
 
@@ -178,7 +178,11 @@ def solve(
     since_best = 0
     stall_iters = _STALL_ITERS + 10 * m
     zero_steps = 0  # consecutive steps of length 0: the state did not move
-    same_active, last_key, tried = 0, b"", set()
+    same_active, last_key, tried = 0, b"", set()  # tried: faces already polished
+
+    def certified(x: np.ndarray, gx: np.ndarray) -> bool:
+        fx, gap_x = fw_gap(x, gx)
+        return gap_x <= max(tol * fx, floor_bound) and gap_x <= gap_tolerance(G, x, fx, tol)
     for it in range(max_iter + 1):
         f = float(alpha @ g)
         s = int(np.argmin(g))
@@ -237,7 +241,8 @@ def solve(
         else:
             kind = "away"
             av = float(alpha[v])
-            gamma_max = av / (1.0 - av) if av < 1.0 else np.inf
+            # With a single active vertex the away direction alpha - e_v is 0: no step.
+            gamma_max = av / (1.0 - av) if av < 1.0 else 0.0
             gamma = _line_search(f - gv, diag[v] - 2.0 * gv + f, gamma_max)
             if gamma > 0.0:
                 alpha *= 1.0 + gamma
@@ -262,10 +267,9 @@ def solve(
             key = np.packbits(active).tobytes()
             same_active = same_active + 1 if key == last_key else 0
             last_key = key
-            if same_active >= _POLISH_AFTER and key not in tried:
-                tried.add(key)
-                polished = polish_support(G, alpha, g)
-                g_polished = G @ polished
-                if float(polished @ g_polished) <= float(alpha @ g):
+            if same_active >= _POLISH_AFTER:
+                polished, g_polished, _ = polish_repeatedly(G, alpha, g, certified=certified, tried=tried)
+                if polished is not alpha:  # the next iteration's test certifies it (or goes on from it)
                     alpha, g, active = polished, g_polished, polished > 0
+                    same_active = 0
     raise AssertionError("unreachable")  # pragma: no cover
