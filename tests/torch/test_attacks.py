@@ -261,11 +261,11 @@ def test_fgsm_fast_stays_feasible_and_random_start_is_uniform(device, norm, eps)
     start = PGD(eps=eps, norm=norm, restarts=1)._start(torch.full((4000, 1, 1, 2), 0.5, device=device))
     if norm == "linf":
         assert start.abs().max() <= eps and start.mean().abs() < 0.05 * eps
-        assert start.std() == pytest.approx(eps / math.sqrt(3), rel=0.05)  # U(-ε, ε)
+        assert start.std().item() == pytest.approx(eps / math.sqrt(3), rel=0.05)  # U(-ε, ε)
     else:  # uniform in the 2-dimensional disc: P(‖δ‖ <= r) = (r/ε)^2
         r = start.flatten(1).norm(dim=1) / eps
         assert (r <= 1 + 1e-6).all()
-        assert (r <= 0.5).float().mean() == pytest.approx(0.25, abs=0.03)
+        assert (r <= 0.5).float().mean().item() == pytest.approx(0.25, abs=0.03)
 
 
 def test_bad_input_raises():
