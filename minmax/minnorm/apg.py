@@ -237,10 +237,10 @@ def polish_repeatedly(
 ) -> tuple[np.ndarray, np.ndarray, bool]:
     r"""Apply :func:`polish_support` while it lowers :math:`f` on faces not tried before.
 
-    Each round ends at the minimizer of :math:`f` on some face, and :math:`f` strictly decreases from
-    round to round, so no face comes back and the rounds end (in exact arithmetic they end at the optimum,
-    like an active-set method that adds every violating vertex at once). ``tried`` holds the faces
-    (support plus violators, packed) already polished by the caller, and is updated.
+    Each round ends at the minimizer of :math:`f` on some face and :math:`f` does not increase from round
+    to round; a face (support plus violators) is polished at most once, so the rounds end, in exact
+    arithmetic at the optimum, like an active-set method that adds every violating vertex at once.
+    ``tried`` holds the faces (packed) already polished by the caller, and is updated.
 
     Returns
     -------
@@ -260,7 +260,9 @@ def polish_repeatedly(
         if certified(candidate, g_candidate):
             return candidate, g_candidate, True
         f_candidate = float(candidate @ g_candidate)
-        if not f_candidate < f_best:
+        # Equal (up to the rounding of f) is progress too: a face minimizer, with its own violators.
+        slack = 4.0 * len(alpha) * _EPS * float(best @ np.abs(G) @ best)
+        if not f_candidate <= f_best + slack:
             break
         best, g_best, f_best = candidate, g_candidate, f_candidate
     return best, g_best, False

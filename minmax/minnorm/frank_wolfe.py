@@ -183,6 +183,7 @@ def solve(
     def certified(x: np.ndarray, gx: np.ndarray) -> bool:
         fx, gap_x = fw_gap(x, gx)
         return gap_x <= max(tol * fx, floor_bound) and gap_x <= gap_tolerance(G, x, fx, tol)
+
     for it in range(max_iter + 1):
         f = float(alpha @ g)
         s = int(np.argmin(g))

@@ -278,3 +278,21 @@ def test_polish_support_never_increases_f_and_is_exact_on_the_optimal_face(seed)
     start = 0.5 * ref.weights + 0.5 * np.where(ref.weights > 0, 1.0, 0.0) / len(ref.support)
     exact = apg.polish_support(G, start, G @ start)
     assert check_min_norm(G, exact).optimal
+
+
+def test_polish_brings_in_a_vertex_that_is_nearly_on_the_current_face():
+    # g1 lies within |g2|/2 (1e-9 of its own norm) of the segment from the tiny g2 to g4 = 2 g1, so the face
+    # {g0, g1, g2, g4} is affinely dependent in floating point. From the best point of the wrong face
+    # {g0, g2, g4} the entering g1 must be kept and g4 dropped: f changes by 1e-9 relatively, the gap
+    # (which weighs the error by |g1| ~ 1e5) by orders of magnitude.
+    G = edge_case("collinear-spread").G
+    ref = min_norm_point(G, method="wolfe")
+    wrong_face = np.array([1.91794497e-07, 0.0, 9.99999808e-01, 0.0, 4.568515e-10, 0.0])
+    wrong_face /= wrong_face.sum()
+    assert not check_min_norm(G, wrong_face).optimal
+    polished, g_polished, certified = apg.polish_repeatedly(
+        G, wrong_face, G @ wrong_face, certified=lambda x, gx: check_min_norm(G, x).optimal, tried=set()
+    )
+    assert certified
+    assert polished[1] > 0 and polished[4] == 0
+    assert abs(polished @ G @ polished - ref.value) <= 2 * ref.tolerance
