@@ -26,22 +26,34 @@ affinely independent, so it has a Cholesky factor :math:`A_S = R^\top R`. If :ma
 new :math:`\alpha_S`; otherwise move from :math:`\alpha_S` toward :math:`y` until the first weight reaches
 zero, drop the points whose weight vanished, and repeat.
 
-Factorization. Adding a point appends a column to :math:`R` (one triangular solve, :math:`O(|S|^2)`) and
-one entry to :math:`w = R^{-\top}\mathbf 1`, so the affine minimizer costs one more triangular solve,
-:math:`u = R^{-1} w`. Dropping points re-factors :math:`A_S` with LAPACK: :math:`|S|^3/3` flops of
-compiled code take tens of microseconds for :math:`|S| \le 256`, less than the Python-level loop of
-:math:`|S|` Givens rotations a downdate needs, and re-factoring from :math:`G` discards the rounding that
-successive appends accumulate. Drops are at most as many as adds.
+Factorization. The corral keeps :math:`R^{-1}` (upper triangular) and :math:`w = R^{-\top}\mathbf 1`.
+Adding a point appends a column: :math:`r = R^{-\top}a_j`, pivot :math:`\rho = (A_{jj} - r^\top r)^{1/2}`,
+new column :math:`(-R^{-1}r/\rho,\ 1/\rho)` and :math:`w_{k+1} = (1 - r^\top w)/\rho`, all
+:math:`O(|S|^2)`; the affine minimizer is then :math:`u = R^{-1}w`, :math:`O(|S|^2)`. Keeping the inverse
+factor turns every solve into a matrix-vector product, which at these sizes is cheaper than the call
+overhead of a triangular solve. Dropping points re-factors :math:`A_S` from :math:`G` with LAPACK
+(:math:`|S|^3/3` flops of compiled code, tens of microseconds for :math:`|S| \le 256`): cheaper than the
+Python-level loop of :math:`|S|` Givens rotations a downdate needs, and it discards the rounding that
+successive appends accumulate. Drops are never more numerous than adds.
 
-The scale :math:`c` is the smallest positive diagonal entry of :math:`G`. Cholesky's rounding error is
-relative to :math:`\sqrt{A_{ii}A_{jj}}`, so :math:`c` must not dwarf the small gradients (with norms over
-1e-6 .. 1e6, :math:`c = \max_i G_{ii}` would erase the gradients of norm 1e-6), while any :math:`c > 0`
-gives the same :math:`y` when :math:`G_S` is nonsingular (Sherman-Morrison).
+Scale. Any :math:`c > 0` gives the same :math:`y` (Sherman-Morrison when :math:`G_S` is nonsingular), but
+not the same rounding: the :math:`c` term distinguishes points whose differences :math:`G_S` cannot see
+(e.g. :math:`g` and :math:`-g`, resolved only if :math:`c \gtrsim u\max G_{ii}`), while entries
+:math:`c + G_{ij}` lose the small gradients' inner products if :math:`c \gg \min G_{ii}/u`. The corral
+uses :math:`c = (\min_S G_{ii}\,\max_S G_{ii})^{1/2}` over its positive diagonal, which satisfies both for
+norm ratios up to about :math:`1/u`, and re-factors when a new point widens that range by more than 16x.
+When the range exceeds 1e4, or a drop is about to be decided on the signs of :math:`y`, one step of
+iterative refinement recomputes the residual :math:`\mathbf 1 - c\,\mathbf 1^\top u\,\mathbf 1 - G_S u`
+without rounding :math:`c + G_{ij}`.
 
-Degeneracy. A candidate that is affinely dependent on the corral in floating point (duplicate, collinear
-with corral points, or a stale argmin) is never regularized: the factorization is rebuilt from :math:`G`
-once and the step retried; if there is still no progress the solve ends as ``STALLED`` with the best
-point seen, and :func:`minmax.minnorm.min_norm_point` reports the recomputed certificate.
+Degeneracy. Nothing is regularized. The Gram matrix resolves distances only to about
+:math:`\sqrt u` times the norms, so an improving point can be affinely dependent on the corral in floating
+point (duplicates, collinear points, antipodal pairs next to tiny gradients). Then, in order: the next
+improving points are tried (any point with :math:`(G\alpha)_j < f` keeps Wolfe's finite-termination
+argument); the argmin is pivoted in by a ratio test on its affine coordinates, keeping :math:`M\alpha`
+(``_exchange``); the corral is re-factored from :math:`G` and re-solved once. A major cycle that does
+not lower :math:`f` three times in a row, or a corral with no improving change, ends the solve as
+``STALLED`` with the best point seen; a stalled warm start is retried from a cold start.
 
 References
 ----------
@@ -52,8 +64,10 @@ References
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from scipy.linalg import solve_triangular
+from scipy.linalg.lapack import dtrtri
 
 from .certificate import DEFAULT_TOL, fw_gap, gap_tolerance
 from .result import Status
@@ -71,63 +85,93 @@ _DEPENDENCE_FACTOR = 16.0
 _MAX_NO_PROGRESS = 3
 # Refine the affine minimizer when the corral's squared norms span more than this ratio.
 _REFINE_RANGE = 1e4
+_ZERO = np.zeros(1)
+
+
+def _scale(diagonal) -> tuple[float, float, float]:
+    """The constant c of A_S = c 11^T + G_S and the range of positive squared norms in the corral."""
+    positive = [d for d in diagonal if d > 0.0]
+    if not positive:
+        return 1.0, 1.0, 1.0
+    low, high = min(positive), max(positive)
+    return math.sqrt(low) * math.sqrt(high), low, high
 
 
 class _Corral:
     r"""An affinely independent set S with the inverse Cholesky factor of A_S = c 11^T + G_S.
 
-    ``Rinv`` is :math:`R^{-1}` (upper triangular, :math:`A_S = R^\top R`) and ``w`` is
-    :math:`R^{-\top}\mathbf{1}`. The inverse factor is kept rather than R itself so that every solve is a
-    matrix-vector product: at these sizes a triangular solve costs more in call overhead than in flops.
+    ``Rinv[:k, :k]`` is :math:`R^{-1}` (upper triangular, :math:`A_S = R^\top R`), ``w[:k]`` is
+    :math:`R^{-\top}\mathbf{1}`, ``rows[:k]`` holds the rows of G of the corral's points (so that
+    :math:`G\alpha` is one product with the k weights) and ``idx[:k]`` their indices, in factorization
+    order. Hot paths use a few NumPy calls on short vectors and Python floats for scalars: at m = 10 the
+    per-call overhead, not the flops, is the cost.
     """
 
+    __slots__ = ("G", "diag", "c", "low", "high", "Rinv", "w", "rows", "idx", "member", "k")
+
     def __init__(self, G: np.ndarray):
-        self.G = G
-        self.c = self.dmin = self.dmax = 1.0
         m = G.shape[0]
+        self.G = G
+        self.diag = G.diagonal().tolist()
+        self.c = self.low = self.high = 1.0
         self.Rinv = np.zeros((m, m))
         self.w = np.zeros(m)
+        self.rows = np.zeros((m, m))
         self.idx = np.zeros(m, dtype=np.intp)
+        self.member = [False] * m
         self.k = 0
 
     @property
     def S(self) -> np.ndarray:
-        """The corral's point indices, in factorization order (a view: copy before changing the corral)."""
+        """The corral's point indices (a view: copy it before changing the corral)."""
         return self.idx[: self.k]
 
     def append(self, j: int) -> bool:
         """Add point j; return False (and change nothing) if it is affinely dependent on S."""
-        g_jj = float(self.G[j, j])
+        g_jj = self.diag[j]
         if self.k == 0:
-            self.c, self.dmin, self.dmax = _scale(np.array([g_jj]))
+            self.c, self.low, self.high = _scale([g_jj])
         elif (
             g_jj > 0.0
-            and not 0.25 * self.c <= np.sqrt(min(g_jj, self.dmin) * max(g_jj, self.dmax)) <= 4 * self.c
+            and not 0.25 * self.c <= math.sqrt(min(g_jj, self.low) * max(g_jj, self.high)) <= 4.0 * self.c
         ):
             # j widens the corral's range of norms: re-factor with the new c (see the module docstring).
             S = self.S.tolist()
-            if self.refactor(S + [int(j)]):
+            if self.refactor(S + [j]):
                 self.refactor(S)
                 return False
             return True
         return self._append(j)
 
     def _append(self, j: int) -> bool:
-        k = self.k
-        a_jj = self.c + self.G[j, j]
-        Rinv = self.Rinv[:k, :k]
-        r = Rinv.T @ (self.c + self.G[j][self.S])  # R^T r = a_j: the new column of R
-        pivot2 = a_jj - float(r @ r)
+        k, c = self.k, self.c
+        a_jj = c + self.diag[j]
+        if k:
+            Rk = self.Rinv[:k, :k]
+            r = (self.rows[:k, j] + c).dot(Rk)  # R^-T a_j, a_j = c 1 + G_{S,j}: the new column of R
+            pivot2 = a_jj - float(r.dot(r))
+        else:
+            pivot2 = a_jj
         if not pivot2 > _DEPENDENCE_FACTOR * (k + 1) * _EPS * a_jj:
             return False
-        pivot = np.sqrt(pivot2)
-        self.Rinv[:k, k] = (Rinv @ r) / -pivot
+        pivot = math.sqrt(pivot2)
+        if k:
+            self.Rinv[:k, k] = Rk.dot(r) * (-1.0 / pivot)
+            self.Rinv[k, :k] = 0.0
+            self.w[k] = (1.0 - float(r.dot(self.w[:k]))) / pivot
+        else:
+            self.w[0] = 1.0 / pivot
         self.Rinv[k, k] = 1.0 / pivot
-        self.Rinv[k, :k] = 0.0
-        self.w[k] = (1.0 - float(r @ self.w[:k])) / pivot
+        self.rows[k] = self.G[j]
         self.idx[k] = j
+        self.member[j] = True
         self.k = k + 1
         return True
+
+    def pop(self) -> None:
+        """Remove the last point appended (its factor is the leading block: nothing to recompute)."""
+        self.k -= 1
+        self.member[int(self.idx[self.k])] = False
 
     def refactor(self, S: list[int]) -> list[int]:
         """Factor A_S from G for the points S; return the points rejected as affinely dependent.
@@ -136,65 +180,75 @@ class _Corral:
         succeeds; if rounding makes it fail, the points are appended one at a time and dependent ones left
         out (the caller removes their weight).
         """
-        k = len(S)
-        idx = np.asarray(S, dtype=np.intp)
-        self.c, self.dmin, self.dmax = _scale(self.G[idx, idx])
-        A = self.c + self.G[np.ix_(idx, idx)]
-        try:
-            L = np.linalg.cholesky(A)
-        except np.linalg.LinAlgError:
-            L = None
-        if L is not None and np.all(np.diag(L) ** 2 > _DEPENDENCE_FACTOR * k * _EPS * np.diag(A)):
-            self.idx[:k] = S
-            self.k = k
-            Linv = solve_triangular(L, np.eye(k), lower=True, check_finite=False)
-            self.Rinv[:k, :k] = Linv.T
-            self.w[:k] = Linv.sum(axis=1)
+        if self.factor(S):
             return []
         self.k = 0
         return [i for i in S if not self._append(i)]
 
+    def factor(self, S: list[int]) -> bool:
+        """Factor A_S from G with LAPACK; False (corral emptied) if S is dependent in floating point."""
+        for i in self.S.tolist():
+            self.member[i] = False
+        self.k = 0
+        k = len(S)
+        idx = np.array(S, dtype=np.intp)
+        rows = self.G[idx]
+        A = rows[:, idx]
+        self.c, self.low, self.high = _scale([self.diag[i] for i in S])
+        A += self.c
+        try:
+            L = np.linalg.cholesky(A)
+        except np.linalg.LinAlgError:
+            L = None
+        if L is not None and np.all(np.diagonal(L) ** 2 > _DEPENDENCE_FACTOR * k * _EPS * np.diagonal(A)):
+            Linv, info = dtrtri(L, lower=1)
+            if info == 0:
+                self.Rinv[:k, :k] = Linv.T
+                self.w[:k] = Linv.sum(axis=1)
+                self.rows[:k] = rows
+                self.idx[:k] = idx
+                for i in S:
+                    self.member[i] = True
+                self.k = k
+                return True
+        return False
+
     def coordinates(self, j: int) -> np.ndarray:
         """Affine coordinates z of point j on the corral: A_S z = c 1 + G_{S,j}."""
-        Rinv = self.Rinv[: self.k, : self.k]
-        return Rinv @ (Rinv.T @ (self.c + self.G[j][self.S]))
+        Rk = self.Rinv[: self.k, : self.k]
+        return Rk.dot((self.rows[: self.k, j] + self.c).dot(Rk))
 
     def affine_minimizer(self, refine: bool = False) -> np.ndarray:
-        """Weights y (summing to 1) of the point of least norm in the affine hull of the corral."""
-        Rinv = self.Rinv[: self.k, : self.k]
-        u = Rinv @ self.w[: self.k]
-        if refine or self.dmax > _REFINE_RANGE * self.dmin:
+        """u = A_S^-1 1; the affine minimizer of the corral is y = u / sum(u) (and sum(u) > 0)."""
+        k = self.k
+        Rk = self.Rinv[:k, :k]
+        u = Rk.dot(self.w[:k])
+        if refine or self.high > _REFINE_RANGE * self.low:
             # One step of iterative refinement, the residual computed without rounding c + G_ij.
-            residual = 1.0 - self.c * u.sum() - self.G[np.ix_(self.S, self.S)] @ u
-            u = u + Rinv @ (Rinv.T @ residual)
-        return u / u.sum()
-
-
-def _scale(diag: np.ndarray) -> tuple[float, float, float]:
-    """The constant c of A_S = c 11^T + G_S and the range of positive squared norms in the corral."""
-    positive = diag[diag > 0]
-    if not positive.size:
-        return 1.0, 1.0, 1.0
-    dmin, dmax = float(positive.min()), float(positive.max())
-    return float(np.sqrt(dmin) * np.sqrt(dmax)), dmin, dmax
+            residual = 1.0 - self.c * float(u.sum()) - self.rows[:k, self.idx[:k]].dot(u)
+            u = u + Rk.dot(residual.dot(Rk))
+        return u
 
 
 def _minor_cycles(corral: _Corral, x: np.ndarray, budget: int, new: int | None):
     """Run minor cycles from weights x > 0 on the corral until the affine minimizer is interior.
 
-    Returns ``(x, cycles, progress)``; ``progress`` is False when the point just added (``new``) is dropped
-    at once with a zero step, which only rounding can cause.
+    Returns ``(x, cycles, progress)``; ``progress`` is False when the point just added (``new``, the last
+    of the corral) would leave at once with a zero step, which only rounding can cause; the corral is then
+    left unchanged.
     """
     cycles = 0
     while True:
-        y = corral.affine_minimizer()
-        if not np.all(y > 0):  # a drop is decided on the signs of y: make sure of them first
-            y = corral.affine_minimizer(refine=True)
+        u = corral.affine_minimizer()
+        if min(u.tolist()) <= 0.0:  # a drop is decided on the signs of u: make sure of them first
+            u = corral.affine_minimizer(refine=True)
         cycles += 1
-        if np.all(y > 0):
-            return y, cycles, True
+        total = float(u.sum())
+        if min(u.tolist()) > 0.0:
+            return u / total, cycles, True
         if cycles >= budget:
             return x, cycles, True
+        y = u / total
         neg = y <= 0
         ratios = np.full(x.shape, np.inf)
         # y_i <= 0 <= x_i; a point with x_i = y_i = 0 leaves at once (ratio 0, not 0/0).
@@ -203,8 +257,8 @@ def _minor_cycles(corral: _Corral, x: np.ndarray, budget: int, new: int | None):
         theta = float(ratios.min())
         x = x + theta * (y - x)
         drop = (ratios <= theta) | (x <= 0)
-        if new is not None and theta == 0.0 and drop[corral.S == new].any():
-            return x, cycles, False
+        if new is not None and theta == 0.0 and drop[-1]:
+            return x[:-1], cycles, False
         keep = corral.S[~drop]  # a copy
         x = x[~drop]
         rejected = corral.refactor(keep.tolist())
@@ -216,12 +270,12 @@ def _minor_cycles(corral: _Corral, x: np.ndarray, budget: int, new: int | None):
 
 def _enter_other(corral: _Corral, g_alpha: np.ndarray, value: float) -> int | None:
     """Append the most improving point (``(G alpha)_i < f``) that is affinely independent of the corral."""
-    in_corral = np.zeros(g_alpha.shape, dtype=bool)
-    in_corral[corral.S] = True
-    candidates = np.flatnonzero((g_alpha < value) & ~in_corral)
-    for i in candidates[np.argsort(g_alpha[candidates], kind="stable")][1:]:
-        if corral.append(int(i)):
-            return int(i)
+    outside = np.ones(g_alpha.shape, dtype=bool)
+    outside[corral.S] = False
+    candidates = np.flatnonzero((g_alpha < value) & outside)
+    for i in candidates[np.argsort(g_alpha[candidates], kind="stable")][1:].tolist():
+        if corral.append(i):
+            return i
     return None
 
 
@@ -243,13 +297,13 @@ def _exchange(corral: _Corral, x: np.ndarray, j: int) -> tuple[np.ndarray, bool]
     ratios[positive] = x[positive] / z[positive]
     leave = int(np.argmin(ratios))
     t = float(ratios[leave])
-    weights = dict(zip(S, np.maximum(x - t * z, 0.0), strict=True))
+    weights = dict(zip(S, np.maximum(x - t * z, 0.0).tolist(), strict=True))
     weights[j] = t
     corral.refactor(S[:leave] + S[leave + 1 :])
     if not corral.append(j):
         corral.refactor(S)
         return x, False
-    x = np.array([weights[i] for i in corral.S])
+    x = np.array([weights[i] for i in corral.S.tolist()])
     if not x.sum() > 0:
         corral.refactor(S)
         return x, False
@@ -315,70 +369,88 @@ def solve(
 def _gap_ratio(G: np.ndarray, alpha: np.ndarray, tol: float) -> float:
     value, gap = fw_gap(alpha, G @ alpha)
     tolerance = gap_tolerance(G, alpha, value, tol)
-    return gap / tolerance if tolerance > 0 else (0.0 if gap <= 0 else np.inf)
+    return gap / tolerance if tolerance > 0 else (0.0 if gap <= 0 else math.inf)
+
+
+def _weights(m: int, S: np.ndarray, x: np.ndarray) -> np.ndarray:
+    alpha = np.zeros(m)
+    alpha[S] = x
+    return alpha / alpha.sum()
 
 
 def _wolfe(G: np.ndarray, tol: float, max_iter: int, init: np.ndarray | None):
     m = G.shape[0]
     corral = _Corral(G)
-    # A loose bound on the certificate's tolerance: alpha on the simplex has alpha^T|G|alpha <= max|G| and
-    # (|G|alpha)_i <= max|G|, so gaps above it skip the O(m^2) exact tolerance.
-    loose_floor = 8.0 * m * _EPS * float(np.max(np.abs(G)))
+    # The certificate's rounding floor is at most 8 m u max|G| on the simplex (alpha^T|G|alpha and
+    # (|G|alpha)_i are <= max|G|, and max|G| = max_i G_ii for a PSD G, up to round-off): gaps above
+    # max(tol f, 2 * this) skip the O(m^2) exact certificate.
+    loose_floor = 16.0 * m * _EPS * max(corral.diag)
     iterations = 0
     if init is None:
-        corral.append(int(np.argmin(np.diag(G))))
+        corral.append(int(G.diagonal().argmin()))
         x = np.ones(1)
     else:
-        for i in np.argsort(-init, kind="stable"):
+        for i in np.argsort(-init, kind="stable").tolist():
             if init[i] > 0:
-                corral.append(int(i))
+                corral.append(i)
         x = init[corral.S] / init[corral.S].sum()
         x, cycles, _ = _minor_cycles(corral, x, max_iter, None)
         iterations += cycles
 
-    best = (np.inf, None)
-    last_value = np.inf
+    best_gap, best = math.inf, None
+    last_value = math.inf
     no_progress = 0
     retried = False
     while True:
-        alpha = np.zeros(m)
-        alpha[corral.S] = x
-        alpha /= alpha.sum()
-        g_alpha = G @ alpha
-        value, gap = fw_gap(alpha, g_alpha)
-        if gap < best[0]:
-            best = (gap, alpha)
-        if gap <= max(tol * value, loose_floor) and gap <= gap_tolerance(G, alpha, value, tol):
-            return alpha, iterations, Status.OPTIMAL
+        k = corral.k
+        g_alpha = x.dot(corral.rows[:k])
+        j = int(g_alpha.argmin())
+        value = float(x.dot(g_alpha[corral.idx[:k]]))
+        gap = 2.0 * (value - float(g_alpha[j]))
+        if gap <= max(tol * value, loose_floor):
+            alpha = _weights(m, corral.S, x)
+            value, gap = fw_gap(alpha, G.dot(alpha))
+            if gap <= gap_tolerance(G, alpha, value, tol):
+                return alpha, iterations, Status.OPTIMAL
+        if gap < best_gap:
+            best_gap, best = gap, (corral.S.copy(), x)
         if iterations >= max_iter:
-            return alpha, iterations, Status.MAX_ITER
-        no_progress = no_progress + 1 if value >= last_value else 0
-        last_value = min(value, last_value)
-        j = int(np.argmin(g_alpha))
-        progress = no_progress < _MAX_NO_PROGRESS and j not in corral.S
+            return _weights(m, corral.S, x), iterations, Status.MAX_ITER
+        if value < last_value:
+            no_progress, last_value, retried = 0, value, False
+        else:
+            no_progress += 1
+        progress = no_progress < _MAX_NO_PROGRESS and not corral.member[j]
         if progress and not corral.append(j):
             # j is affinely dependent on the corral in floating point although improving in exact
             # arithmetic (the Gram matrix resolves distances only to sqrt(u) * norm). Any improving point
             # keeps Wolfe's finite-termination argument: try the others, best first, then pivot j in.
-            j = _enter_other(corral, g_alpha, value)
-            if j is None:
-                x, progress = _exchange(corral, x, int(np.argmin(g_alpha)))
+            entered = _enter_other(corral, g_alpha, value)
+            if entered is None:
+                x, progress = _exchange(corral, x, j)
                 if progress:
                     x, cycles, _ = _minor_cycles(corral, x, max_iter - iterations, None)
                     iterations += cycles
+                j = None
+            else:
+                j = entered
         if progress and j is not None:
-            x, cycles, progress = _minor_cycles(corral, np.append(x, 0.0), max_iter - iterations, j)
+            x_new, cycles, progress = _minor_cycles(
+                corral, np.concatenate((x, _ZERO)), max_iter - iterations, j
+            )
             iterations += cycles
-            if not progress:  # the new point left at once: restore the corral without it
-                corral.refactor([i for i in corral.S.tolist() if i != j])
-                x = alpha[corral.S] / alpha[corral.S].sum()
+            if progress:
+                x = x_new
+            else:  # the new point would leave at once: the corral goes back to what it was
+                corral.pop()
         if not progress:
             if retried:
-                return best[1], iterations, Status.STALLED
+                return _weights(m, *best), iterations, Status.STALLED
             # Rebuild the factorization from G and re-solve the corral's affine problem once.
             retried = True
             no_progress = 0
-            corral.refactor(corral.S.tolist())
-            x = alpha[corral.S]
+            before = corral.S.copy()
+            if corral.refactor(before.tolist()):
+                x = x[np.isin(before, corral.S)]
             x, cycles, _ = _minor_cycles(corral, x / x.sum(), max_iter - iterations, None)
             iterations += cycles
