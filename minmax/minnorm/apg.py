@@ -119,7 +119,7 @@ def _face_minimizer(G: np.ndarray, S: np.ndarray, order: np.ndarray) -> np.ndarr
     r"""Weights :math:`y` on S (summing to 1) minimizing :math:`y^\top G_{SS}\,y` on the face's affine hull.
 
     Solves :math:`(c\mathbf 1\mathbf 1^\top + G_{TT})u = \mathbf 1`, :math:`y_T = u/\mathbf 1^\top u`
-    by Cholesky, with one step of iterative refinement: the Lagrange system of the equality-constrained
+    by Cholesky, with two steps of iterative refinement: the Lagrange system of the equality-constrained
     QP with the multiplier eliminated. Any :math:`c > 0` gives the same :math:`y`; the geometric mean of
     the extreme positive :math:`G_{ii}` keeps the factor accurate when the norms span many orders of
     magnitude. :math:`T \subseteq S` is a maximal affinely independent subset, grown greedily in the
@@ -147,7 +147,9 @@ def _face_minimizer(G: np.ndarray, S: np.ndarray, order: np.ndarray) -> np.ndarr
         return solve_triangular(L, z, lower=True, trans="T", check_finite=False)
 
     u = chol_solve(ones)
-    u += chol_solve(ones - c * u.sum() - H[np.ix_(T, T)] @ u)
+    H_T = H[np.ix_(T, T)]
+    for _ in range(2):
+        u += chol_solve(ones - c * u.sum() - H_T @ u)
     y = np.zeros(len(S))
     y[T] = u / u.sum()
     return y
