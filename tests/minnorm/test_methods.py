@@ -235,3 +235,18 @@ def test_warm_start_reaches_the_same_optimum(method):
         res = _solve(case.G, method, init=init)
         if _check_status(res, method, case.name):
             _assert_agrees(case.G, res, _reference(case.G), case.name)  # for Wolfe: warm against cold
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_wolfe_warm_start_from_a_nearby_problem_saves_iterations(family):
+    """Consecutive training steps solve nearby QPs: the previous support is nearly the new corral."""
+    case = family_case(family, 48, 1)
+    first = min_norm_point(case.G)
+    rng = np.random.default_rng(3)
+    scale = 1e-3 * np.sqrt(np.mean(np.diag(case.G)) / case.grads.shape[1])
+    G2 = gram_of(case.grads + scale * rng.standard_normal(case.grads.shape))
+    cold = min_norm_point(G2)
+    warm = min_norm_point(G2, init=first.weights)
+    assert cold.success and warm.success
+    assert warm.iterations < cold.iterations, (warm.iterations, cold.iterations)
+    _assert_agrees(G2, warm, cold, family)
