@@ -34,7 +34,8 @@ factor turns every solve into a matrix-vector product, which at these sizes is c
 overhead of a triangular solve. Dropping points re-factors :math:`A_S` from :math:`G` with LAPACK
 (:math:`|S|^3/3` flops of compiled code, tens of microseconds for :math:`|S| \le 256`): cheaper than the
 Python-level loop of :math:`|S|` Givens rotations a downdate needs, and it discards the rounding that
-successive appends accumulate. Drops are never more numerous than adds.
+successive appends accumulate. Drops are never more numerous than adds. The corral also stores the rows
+of :math:`G` of its points, so :math:`G\alpha` is one :math:`O(m|S|)` product per major cycle.
 
 Scale. Any :math:`c > 0` gives the same :math:`y` (Sherman-Morrison when :math:`G_S` is nonsingular), but
 not the same rounding: the :math:`c` term distinguishes points whose differences :math:`G_S` cannot see
