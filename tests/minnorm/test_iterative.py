@@ -155,12 +155,13 @@ def test_fw_drop_steps_keep_the_iterate_on_the_simplex(variant):
     assert status is Status.OPTIMAL
     drops = [s for s in steps if s.drop >= 0]
     assert len(drops) >= 5
-    for s in steps:
-        assert np.all(s.weights >= 0)
-        assert abs(s.weights.sum() - 1) <= 1e-12
-        assert 0.0 <= s.step
-        # The maintained G alpha stays the product (it is re-anchored periodically).
-        np.testing.assert_allclose(s.g_alpha, G @ s.weights, rtol=0, atol=1e-10 * np.abs(G).max())
+    W = np.array([s.weights for s in steps])
+    assert np.all(W >= 0)
+    assert np.all(np.abs(W.sum(axis=1) - 1) <= 1e-12)
+    assert all(s.step >= 0.0 for s in steps)
+    # The maintained G alpha stays the product (it is re-anchored periodically).
+    g_alpha = np.array([s.g_alpha for s in steps])
+    np.testing.assert_allclose(g_alpha, W @ G, rtol=0, atol=1e-10 * np.abs(G).max())
     for s in drops:
         assert s.weights[s.drop] == 0.0  # exactly, not up to round-off
     assert check_min_norm(G, w).optimal
@@ -296,3 +297,18 @@ def test_polish_brings_in_a_vertex_that_is_nearly_on_the_current_face():
     assert certified
     assert polished[1] > 0 and polished[4] == 0
     assert abs(polished @ G @ polished - ref.value) <= 2 * ref.tolerance
+
+
+@pytest.mark.parametrize("method", ITERATIVE)
+@pytest.mark.parametrize("seed", range(6))
+def test_certified_with_norms_over_twelve_orders_and_more_gradients_than_dimensions(method, seed):
+    # The regime where the first-order iterations alone cannot reach 1e-12 and faces are affinely dependent:
+    # m > d, norms over 1e-6 .. 1e6 in random directions, often the origin in the hull.
+    rng = np.random.default_rng(100 + seed)
+    m, d = (15, 6) if seed % 2 else (40, 25)
+    grads = rng.standard_normal((m, d)) * 10.0 ** rng.uniform(-6, 6, size=(m, 1))
+    G = grads @ grads.T
+    res = min_norm_point(G, method=method)
+    ref = min_norm_point(G, method="wolfe")
+    assert res.success and ref.success
+    assert abs(res.value - ref.value) <= 2 * (res.tolerance + ref.tolerance)
