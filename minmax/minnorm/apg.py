@@ -8,9 +8,10 @@ its answer is certified, and says so when it is not.
 
 A first-order method needs :math:`O(\sqrt{\kappa}\log 1/\epsilon)` iterations, hopeless at the relative
 gaps of 1e-12 this library certifies when gradient norms span orders of magnitude (:math:`\kappa` ~ 1e24
-for norms over 1e-6 .. 1e6). Once the iterates' support settles, :func:`polish_support` therefore solves
-the QP exactly on that face (the active-set analogue of OSQP's solution polishing); the accelerated
-iterations identify the face, the polish finishes. ``polish=False`` gives the first-order method alone.
+for norms over 1e-6 .. 1e6). Once the iterates' support settles, :func:`polish_repeatedly` therefore
+solves the QP exactly on that face and the faces it leads to (the active-set analogue of OSQP's solution
+polishing); the accelerated iterations identify the face, the polish finishes. ``polish=False`` gives
+the first-order method alone.
 """
 
 from __future__ import annotations

@@ -26,9 +26,9 @@ and :math:`v` leaves the active set.
 
 Once the active set has not changed for 20 iterations, :func:`minmax.minnorm.apg.polish_repeatedly` solves
 the QP exactly on it (plus the vertices the gradient says should enter) and the iteration continues from
-the polished point if it is better: the linear rate of [2]_ degrades with the condition number, and the
-polish is what makes 1e-12 relative gaps reachable on badly scaled problems. ``polish=False`` gives the
-Frank-Wolfe method alone.
+the polished point if it is better: the linear rate (Lacoste-Julien & Jaggi, 2015) degrades with the
+condition number, and the polish is what makes 1e-12 relative gaps reachable on badly scaled problems.
+``polish=False`` gives the Frank-Wolfe method alone.
 """
 
 from __future__ import annotations
