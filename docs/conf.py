@@ -94,6 +94,7 @@ mathjax3_config = {
 #    summary line (the first paragraph, which autosummary also puts in its tables, where no entry can
 #    follow) a citation becomes plain text.
 import importlib  # noqa: E402
+import inspect  # noqa: E402
 import re  # noqa: E402
 
 _TYPED_SECTIONS = {
@@ -195,7 +196,23 @@ def _complete_citations(what, name, obj, lines):
     lines[end:end] = extra
 
 
+def _describe_constant(what, obj, lines):
+    """A module constant without a ``#:`` comment gets its type's docstring ("Built-in immutable
+    sequence."); show its value instead, which is what a reader of the API wants to know."""
+    constant_types = (tuple, list, dict, frozenset, str, int, float)
+    if what not in ("data", "attribute") or not isinstance(obj, constant_types):
+        return
+    type_doc = inspect.cleandoc(type(obj).__doc__ or "")
+    if lines and "\n".join(lines).strip() != type_doc.strip():
+        return  # documented by its module: keep that
+    value = repr(obj)
+    if len(value) > 300:
+        value = value[:300] + " ..."
+    lines[:] = [f"Constant ``{value}``.", ""]
+
+
 def _preprocess_docstring(app, what, name, obj, options, lines):
+    _describe_constant(what, obj, lines)
     _escape_type_stars(lines)
     _complete_citations(what, name, obj, lines)
 
