@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from typing import TypeVar
 
-__all__ = ["format_table", "header", "median_time"]
+__all__ = ["format_table", "header", "median_time", "round_robin"]
 
 T = TypeVar("T")
 
@@ -54,6 +55,19 @@ def header() -> str:
     )
 
 
+def _timed(fn: Callable[[], object]) -> float:
+    """Seconds of one call with the garbage collector off, as ``timeit`` measures."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def median_time(fn: Callable[[], T], *, repeats: int = 7, budget: float = 0.5) -> tuple[float, T]:
     """Median wall-clock seconds of ``fn()`` over up to ``repeats`` calls, after one untimed warm-up.
 
@@ -65,12 +79,34 @@ def median_time(fn: Callable[[], T], *, repeats: int = 7, budget: float = 0.5) -
     times: list[float] = []
     spent = 0.0
     while len(times) < repeats and (not times or spent < budget):
-        start = time.perf_counter()
-        fn()
-        elapsed = time.perf_counter() - start
+        elapsed = _timed(fn)
         times.append(elapsed)
         spent += elapsed
     return statistics.median(times), result
+
+
+def round_robin(
+    fns: Mapping[str, Callable[[], T]], *, repeats: int = 7, budget: float = 1.0
+) -> dict[str, tuple[float, T]]:
+    """Median seconds of each function, timed in turns: one call of each, then the next round.
+
+    Interleaving makes the ratios between the functions robust to the machine's load drifting during
+    the measurement (timing one function fully, then the next, is not). In each turn a function is
+    called twice and the second call is timed, so that it runs warm rather than in the caches the
+    previous function left. One whose timed calls already add up to ``budget`` seconds sits out the
+    remaining rounds (every function is timed at least once). Returns ``name -> (median, result of the
+    first call)``.
+    """
+    results = {name: fn() for name, fn in fns.items()}
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        gc.collect()  # the garbage of the last round (cvxpy makes a lot), outside any timed call
+        for name, fn in fns.items():
+            if times[name] and sum(times[name]) >= budget:
+                continue
+            fn()
+            times[name].append(_timed(fn))
+    return {name: (statistics.median(times[name]), results[name]) for name in fns}
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
