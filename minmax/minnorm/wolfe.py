@@ -26,19 +26,20 @@ affinely independent, so it has a Cholesky factor :math:`A_S = R^\top R`. If :ma
 new :math:`\alpha_S`; otherwise move from :math:`\alpha_S` toward :math:`y` until the first weight reaches
 zero, drop the points whose weight vanished, and repeat.
 
-Factorization. The corral keeps a square factor :math:`F` with :math:`FF^\top = A_S^{-1}` (the inverse
-Cholesky factor :math:`R^{-1}` after a fresh factorization) and :math:`w = F^\top\mathbf 1`. Adding a
-point appends a column: :math:`r = F^\top a_j`, pivot :math:`\rho = (A_{jj} - r^\top r)^{1/2}`, new column
-:math:`(-Fr/\rho,\ 1/\rho)` and :math:`w_{k+1} = (1 - r^\top w)/\rho`, all :math:`O(|S|^2)`; the affine
-minimizer is then :math:`u = Fw`, :math:`O(|S|^2)`. Dropping point p is a rank-one downdate of the
-inverse, :math:`A'^{-1} = B(I - \rho_p\rho_p^\top/\|\rho_p\|^2)B^\top` (:math:`\rho_p` row p of F, B the
-other rows), done by one Householder reflection, :math:`O(|S|^2)` (``_Corral.remove``). Keeping the
-inverse factor turns every solve into a matrix-vector product, cheaper at these sizes than the call
-overhead of a triangular solve, and no LAPACK call sits in the loop: a threaded LAPACK factorization
-costs far more than its flops on a busy machine (measured: 0.23 s for one 170 x 170 Cholesky with
-OpenBLAS threads on two loaded cores). The factor is rebuilt from :math:`G` (Cholesky, LAPACK) only when
-a new point widens the corral's range of norms (below) and when the solve stalls. The corral also stores
-the rows of :math:`G` of its points, so :math:`G\alpha` is one :math:`O(m|S|)` product per major cycle.
+Factorization (:mod:`minmax.minnorm._corral`). The corral keeps a square factor :math:`F` with
+:math:`FF^\top = A_S^{-1}` (the inverse Cholesky factor :math:`R^{-1}` after a fresh factorization) and
+:math:`w = F^\top\mathbf 1`. Adding a point appends a column: :math:`r = F^\top a_j`, pivot
+:math:`\rho = (A_{jj} - r^\top r)^{1/2}`, new column :math:`(-Fr/\rho,\ 1/\rho)` and
+:math:`w_{k+1} = (1 - r^\top w)/\rho`, all :math:`O(|S|^2)`; the affine minimizer is then :math:`u = Fw`,
+:math:`O(|S|^2)`. Dropping point p is a rank-one downdate of the inverse,
+:math:`A'^{-1} = B(I - \rho_p\rho_p^\top/\|\rho_p\|^2)B^\top` (:math:`\rho_p` row p of F, B the other
+rows), done by one Householder reflection, :math:`O(|S|^2)`. Keeping the inverse factor turns every solve
+into a matrix-vector product, cheaper at these sizes than the call overhead of a triangular solve, and no
+LAPACK call sits in the loop: a threaded LAPACK factorization costs far more than its flops on a busy
+machine (measured: 0.23 s for one 170 x 170 Cholesky with OpenBLAS threads on two loaded cores). The
+factor is rebuilt from :math:`G` (Cholesky) only when a new point widens the corral's range of norms
+(below) and when the solve stalls. The corral also stores the rows of :math:`G` of its points, so
+:math:`G\alpha` is one :math:`O(m|S|)` product per major cycle.
 
 Scale. Any :math:`c > 0` gives the same :math:`y` (Sherman-Morrison when :math:`G_S` is nonsingular), but
 not the same rounding: the :math:`c` term distinguishes points whose differences :math:`G_S` cannot see
@@ -71,8 +72,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.linalg.lapack import dtrtri
 
+from ._corral import Corral
 from .certificate import DEFAULT_TOL, fw_gap, gap_tolerance
 from .result import Status
 
@@ -82,196 +83,12 @@ __all__ = ["DEFAULT_MAX_ITER", "solve"]
 DEFAULT_MAX_ITER = 10_000
 
 _EPS = np.finfo(np.float64).eps
-# A candidate whose new Cholesky pivot is below this * |S| * u * A_jj is affinely dependent in floating
-# point: its distance to the corral's affine hull is lost in the rounding of A_jj.
-_DEPENDENCE_FACTOR = 16.0
 # Stop (STALLED) after this many consecutive major cycles that do not lower f.
 _MAX_NO_PROGRESS = 3
-# Refine the affine minimizer when the corral's squared norms span more than this ratio.
-_REFINE_RANGE = 1e4
-# Refinement steps (two: the factor comes from updates, not from G, and is only nearly exact).
-_REFINE_STEPS = 2
 _ZERO = np.zeros(1)
 
 
-def _scale(diagonal) -> tuple[float, float, float]:
-    """The constant c of A_S = c 11^T + G_S and the range of positive squared norms in the corral."""
-    positive = [d for d in diagonal if d > 0.0]
-    if not positive:
-        return 1.0, 1.0, 1.0
-    low, high = min(positive), max(positive)
-    return math.sqrt(low) * math.sqrt(high), low, high
-
-
-class _Corral:
-    r"""An affinely independent set S and a factor F with :math:`FF^\top = (c\,11^\top + G_S)^{-1}`.
-
-    ``F[:k, :k]`` and ``w[:k]`` are F and :math:`F^\top\mathbf 1` (module docstring), ``rows[:k]`` the rows
-    of G of the corral's points and ``idx[:k]`` their indices, in factorization order. Hot paths use a
-    few NumPy calls on short vectors and Python floats for scalars: at m = 10 the per-call overhead, not
-    the flops, is the cost.
-    """
-
-    __slots__ = ("G", "diag", "c", "low", "high", "F", "w", "rows", "idx", "member", "k")
-
-    def __init__(self, G: np.ndarray):
-        m = G.shape[0]
-        self.G = G
-        self.diag = G.diagonal().tolist()
-        self.c = self.low = self.high = 1.0
-        self.F = np.zeros((m, m))
-        self.w = np.zeros(m)
-        self.rows = np.zeros((m, m))
-        self.idx = np.zeros(m, dtype=np.intp)
-        self.member = [False] * m
-        self.k = 0
-
-    @property
-    def S(self) -> np.ndarray:
-        """The corral's point indices (a view: copy it before changing the corral)."""
-        return self.idx[: self.k]
-
-    def append(self, j: int) -> bool:
-        """Add point j; return False (and change nothing) if it is affinely dependent on S."""
-        g_jj = self.diag[j]
-        if self.k == 0:
-            self.c, self.low, self.high = _scale([g_jj])
-        elif (
-            g_jj > 0.0
-            and not 0.25 * self.c <= math.sqrt(min(g_jj, self.low) * max(g_jj, self.high)) <= 4.0 * self.c
-        ):
-            # j widens the corral's range of norms: re-factor with the new c (see the module docstring).
-            saved = self.save()
-            if self.refactor(self.S.tolist() + [j]):
-                self.restore(saved)
-                return False
-            return True
-        return self._append(j)
-
-    def save(self) -> tuple:
-        """A copy of the corral's state, for :meth:`restore` (the rare paths that try a change)."""
-        k = self.k
-        return (k, self.c, self.low, self.high, self.F[:k, :k].copy(), self.w[:k].copy(), self.S.copy())
-
-    def restore(self, saved: tuple) -> None:
-        k, self.c, self.low, self.high, F, w, idx = saved
-        for i in self.S.tolist():
-            self.member[i] = False
-        self.F[:k, :k] = F
-        self.w[:k] = w
-        self.idx[:k] = idx
-        self.rows[:k] = self.G[idx]
-        for i in idx.tolist():
-            self.member[i] = True
-        self.k = k
-
-    def _append(self, j: int) -> bool:
-        k, c = self.k, self.c
-        a_jj = c + self.diag[j]
-        if k:
-            Rk = self.F[:k, :k]
-            r = (self.rows[:k, j] + c).dot(Rk)  # R^-T a_j, a_j = c 1 + G_{S,j}: the new column of R
-            pivot2 = a_jj - float(r.dot(r))
-        else:
-            pivot2 = a_jj
-        if not pivot2 > _DEPENDENCE_FACTOR * (k + 1) * _EPS * a_jj:
-            return False
-        pivot = math.sqrt(pivot2)
-        if k:
-            self.F[:k, k] = Rk.dot(r) * (-1.0 / pivot)
-            self.F[k, :k] = 0.0
-            self.w[k] = (1.0 - float(r.dot(self.w[:k]))) / pivot
-        else:
-            self.w[0] = 1.0 / pivot
-        self.F[k, k] = 1.0 / pivot
-        self.rows[k] = self.G[j]
-        self.idx[k] = j
-        self.member[j] = True
-        self.k = k + 1
-        return True
-
-    def remove(self, drop: np.ndarray) -> None:
-        """Remove the points at the corral positions where ``drop`` is True (Householder downdates)."""
-        for p in np.flatnonzero(drop)[::-1].tolist():
-            k = self.k
-            F = self.F
-            rho = F[p, :k].copy()
-            self.member[int(self.idx[p])] = False
-            if p < k - 1:
-                F[p : k - 1, :k] = F[p + 1 : k, :k]
-                self.rows[p : k - 1] = self.rows[p + 1 : k]
-                self.idx[p : k - 1] = self.idx[p + 1 : k]
-            rho[k - 1] += math.copysign(math.sqrt(float(rho.dot(rho))), rho[k - 1])
-            B = F[: k - 1, :k]
-            B -= np.multiply.outer(B.dot(rho), rho * (2.0 / float(rho.dot(rho))))
-            self.k = k - 1
-        self.w[: self.k] = self.F[: self.k, : self.k].sum(axis=0)
-
-    def pop(self) -> None:
-        """Remove the last point appended (its factor is the leading block: nothing to recompute)."""
-        self.k -= 1
-        self.member[int(self.idx[self.k])] = False
-
-    def refactor(self, S: list[int]) -> list[int]:
-        """Factor A_S from G for the points S; return the points rejected as affinely dependent.
-
-        A subset of a corral is affinely independent in exact arithmetic, so LAPACK's Cholesky normally
-        succeeds; if rounding makes it fail, the points are appended one at a time and dependent ones left
-        out (the caller removes their weight).
-        """
-        if self.factor(S):
-            return []
-        self.k = 0
-        return [i for i in S if not self._append(i)]
-
-    def factor(self, S: list[int]) -> bool:
-        """Factor A_S from G with LAPACK; False (corral emptied) if S is dependent in floating point."""
-        for i in self.S.tolist():
-            self.member[i] = False
-        self.k = 0
-        k = len(S)
-        idx = np.array(S, dtype=np.intp)
-        rows = self.G[idx]
-        A = rows[:, idx]
-        self.c, self.low, self.high = _scale([self.diag[i] for i in S])
-        A += self.c
-        try:
-            L = np.linalg.cholesky(A)
-        except np.linalg.LinAlgError:
-            L = None
-        if L is not None and np.all(np.diagonal(L) ** 2 > _DEPENDENCE_FACTOR * k * _EPS * np.diagonal(A)):
-            Linv, info = dtrtri(L, lower=1)
-            if info == 0:
-                self.F[:k, :k] = Linv.T
-                self.w[:k] = Linv.sum(axis=1)
-                self.rows[:k] = rows
-                self.idx[:k] = idx
-                for i in S:
-                    self.member[i] = True
-                self.k = k
-                return True
-        return False
-
-    def coordinates(self, j: int) -> np.ndarray:
-        """Affine coordinates z of point j on the corral: A_S z = c 1 + G_{S,j}."""
-        Rk = self.F[: self.k, : self.k]
-        return Rk.dot((self.rows[: self.k, j] + self.c).dot(Rk))
-
-    def affine_minimizer(self, refine: bool = False) -> np.ndarray:
-        """u = A_S^-1 1; the affine minimizer of the corral is y = u / sum(u) (and sum(u) > 0)."""
-        k = self.k
-        Rk = self.F[:k, :k]
-        u = Rk.dot(self.w[:k])
-        if refine or self.high > _REFINE_RANGE * self.low:
-            # Iterative refinement, the residual computed without rounding c + G_ij.
-            G_S = self.rows[:k, self.idx[:k]]
-            for _ in range(_REFINE_STEPS):
-                residual = 1.0 - self.c * float(u.sum()) - G_S.dot(u)
-                u = u + Rk.dot(residual.dot(Rk))
-        return u
-
-
-def _minor_cycles(corral: _Corral, x: np.ndarray, budget: int, new: int | None):
+def _minor_cycles(corral: Corral, x: np.ndarray, budget: int, new: int | None):
     """Run minor cycles from weights x > 0 on the corral until the affine minimizer is interior.
 
     Returns ``(x, cycles, progress)``; ``progress`` is False when the point just added (``new``, the last
@@ -306,7 +123,7 @@ def _minor_cycles(corral: _Corral, x: np.ndarray, budget: int, new: int | None):
         new = None
 
 
-def _enter_other(corral: _Corral, g_alpha: np.ndarray, value: float) -> int | None:
+def _enter_other(corral: Corral, g_alpha: np.ndarray, value: float) -> int | None:
     """Append the most improving point (``(G alpha)_i < f``) that is affinely independent of the corral."""
     outside = np.ones(g_alpha.shape, dtype=bool)
     outside[corral.S] = False
@@ -317,7 +134,7 @@ def _enter_other(corral: _Corral, g_alpha: np.ndarray, value: float) -> int | No
     return None
 
 
-def _exchange(corral: _Corral, x: np.ndarray, j: int) -> tuple[np.ndarray, bool]:
+def _exchange(corral: Corral, x: np.ndarray, j: int) -> tuple[np.ndarray, bool]:
     r"""Pivot the numerically dependent point j into the corral in place of one of its points.
 
     If :math:`g_j = \sum_i z_i g_i` with :math:`\sum_i z_i = 1` (``z`` solves
@@ -417,7 +234,7 @@ def _weights(m: int, S: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def _wolfe(G: np.ndarray, tol: float, max_iter: int, init: np.ndarray | None):
     m = G.shape[0]
-    corral = _Corral(G)
+    corral = Corral(G)
     # The certificate's rounding floor is at most 8 m u max|G| on the simplex (alpha^T|G|alpha and
     # (|G|alpha)_i are <= max|G|, and max|G| = max_i G_ii for a PSD G, up to round-off): gaps above
     # max(tol f, 2 * this) skip the O(m^2) exact certificate.
