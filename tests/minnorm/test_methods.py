@@ -250,3 +250,32 @@ def test_wolfe_warm_start_from_a_nearby_problem_saves_iterations(family):
     assert cold.success and warm.success
     assert warm.iterations < cold.iterations, (warm.iterations, cold.iterations)
     _assert_agrees(G2, warm, cold, family)
+
+
+@pytest.mark.parametrize("family", ["well-conditioned", "badly-scaled"])
+def test_wolfe_corral_factor_stays_accurate_through_appends_and_removals(family):
+    """The updated F (F F^T = A^-1, A = c 11^T + G_S) stays as accurate as a freshly computed factor."""
+    from minmax.minnorm._corral import Corral
+
+    G = family_case(family, 24, 2).G
+    corral = Corral(G)
+    rng = np.random.default_rng(0)
+    worst_cond = 1.0
+    for step in range(80):
+        outside = [i for i in range(24) if not corral.member[i]]
+        if corral.k < 3 or (outside and rng.random() < 0.6):
+            corral.append(int(rng.choice(outside)))
+        else:
+            drop = np.zeros(corral.k, dtype=bool)
+            drop[rng.choice(corral.k, size=int(rng.integers(1, 3)), replace=False)] = True
+            corral.remove(drop)
+        k, S = corral.k, corral.S
+        A = corral.c + G[np.ix_(S, S)]
+        F = corral.F[:k, :k]
+        # A backward-stable factor leaves a residual of order cond(A) u (a fresh Cholesky inverse's does too);
+        # an updated one carries the error of the worst-conditioned corral it went through.
+        worst_cond = max(worst_cond, np.linalg.cond(A))
+        residual = np.abs(F @ F.T @ A - np.eye(k)).max()
+        assert residual <= 16 * k * EPS * worst_cond, (step, residual, worst_cond)
+        np.testing.assert_allclose(corral.w[:k], F.sum(axis=0), rtol=0, atol=1e-13 * k * np.abs(F).max())
+        assert sorted(S.tolist()) == [i for i in range(24) if corral.member[i]]
