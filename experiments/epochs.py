@@ -177,17 +177,16 @@ def _epoch_line(row: dict, epochs: int) -> str:
 def final_evaluation(trainer) -> None:
     """Evaluate the last and best models on the test set (``--final-eval-examples``); write summary.json."""
     cfg = trainer.config
-    limit, seed = cfg["final_eval_examples"], cfg["seed"]
+    limit = cfg["final_eval_examples"]
+    seed = D.derive_seed(cfg["seed"], _FINAL)  # one seed for both: the same weights give the same numbers
     summary = {"status": "complete", "epochs": trainer.epoch, "global_step": trainer.global_step,
                "best_epoch": trainer.best["epoch"], "best_val_robust_acc": trainer.best["val_robust_acc"]}
-    summary["test_last"] = trainer.evaluate(trainer.model, trainer.test_set, D.derive_seed(seed, _FINAL, 0),
-                                            limit)
+    summary["test_last"] = trainer.evaluate(trainer.model, trainer.test_set, seed, limit)
     best_path = os.path.join(trainer.ckpt_dir, "best.pt")
     if trainer.best["epoch"] is not None and os.path.exists(best_path):
         best_model = copy.deepcopy(trainer.model)
         best_model.load_state_dict(load_checkpoint(best_path, map_location=trainer.device)["model"])
-        summary["test_best"] = trainer.evaluate(best_model, trainer.test_set, D.derive_seed(seed, _FINAL, 1),
-                                                limit)
+        summary["test_best"] = trainer.evaluate(best_model, trainer.test_set, seed, limit)
     summary["wall_time"] = trainer.elapsed()
     summary["eval"] = {"attack": f"PGD-{cfg['eval_steps']}", "restarts": cfg["eval_restarts"],
                        "eps": cfg["eps"], "step_size": cfg["eval_step_size"], "norm": cfg["threat"]}
