@@ -61,7 +61,24 @@ def _decode(obj):
 
 
 def save_checkpoint(path: str, state: dict) -> None:
-    """Write ``state`` to ``path`` atomically (temporary file, fsync, ``os.replace``, fsync of the folder)."""
+    """Write ``state`` to ``path`` atomically (temporary file, fsync, ``os.replace``, fsync of the folder).
+
+    Parameters
+    ----------
+    path : str
+        Target file; its folder is created if needed.
+    state : dict
+        Tensors, numbers, strings, NumPy arrays, and lists / tuples / dicts of them.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, torch
+    >>> path = os.path.join(tempfile.mkdtemp(), "c.pt")
+    >>> save_checkpoint(path, {"w": torch.ones(2), "alpha": np.array([0.5, 0.5]), "step": 3})
+    >>> state = load_checkpoint(path)
+    >>> state["step"], state["alpha"].tolist(), state["w"].tolist()
+    (3, [0.5, 0.5], [1.0, 1.0])
+    """
     buffer = io.BytesIO()
     torch.save(_encode({"format_version": FORMAT_VERSION, **state}), buffer)
     payload = buffer.getvalue()

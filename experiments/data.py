@@ -88,7 +88,13 @@ class ImageSet:
 
 
 def derive_seed(*keys: int) -> int:
-    """A 63-bit seed from integers (e.g. ``(seed, epoch, purpose)``), well mixed by NumPy's SeedSequence."""
+    """A 63-bit seed from integers (e.g. ``(seed, epoch, purpose)``), well mixed by NumPy's SeedSequence.
+
+    Examples
+    --------
+    >>> derive_seed(0, 1) == derive_seed(0, 1), derive_seed(0, 1) == derive_seed(1, 0)
+    (True, False)
+    """
     low, high = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, dtype=np.uint32).tolist()
     return low | ((high & 0x7FFFFFFF) << 32)
 
@@ -105,6 +111,18 @@ def batch_indices(order: torch.Tensor, step: int, batch_size: int, *, rank: int 
     The global batch is ``order[step*B:(step+1)*B]``; rank ``r`` of ``w`` takes the ``r``-th of ``w`` equal
     contiguous chunks, so the union over ranks is exactly the single-process batch and the mean of the
     per-rank mean losses is the single-process mean loss. ``batch_size`` must be divisible by ``world_size``.
+
+    Raises
+    ------
+    ValueError
+        If ``batch_size`` is not divisible by ``world_size``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> order = torch.arange(10, 20)
+    >>> batch_indices(order, 1, 4).tolist(), batch_indices(order, 1, 4, rank=1, world_size=2).tolist()
+    ([14, 15, 16, 17], [16, 17])
     """
     if batch_size % world_size:
         raise ValueError(f"batch size {batch_size} is not divisible by the number of processes {world_size}")
@@ -203,6 +221,16 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">
 def read_idx(path: str) -> np.ndarray:
     """Read an idx file (the MNIST format: magic ``0 0 type ndim``, big-endian dims, data), gzipped or not.
 
+    Parameters
+    ----------
+    path : str
+        The file; a name ending in ``.gz`` is decompressed.
+
+    Returns
+    -------
+    numpy.ndarray
+        With the file's dtype (big-endian for multi-byte types) and shape.
+
     Raises
     ------
     DataError
@@ -267,6 +295,12 @@ def make_generated(n: int, *, shape=(3, 32, 32), num_classes: int = 10, seed: in
     ``0.5 + amplitude·pattern·s + noise·N(0, 1)``, with a per-example contrast ``s ∈ [0.6, 1.4]``, clipped to
     [0, 1] and quantized to 8 bits like a real image. Patterns differ by much more than ε = 8/255 in l∞, so
     robust training can succeed, while the noise makes clean training not instant.
+
+    Examples
+    --------
+    >>> data = make_generated(20, shape=(1, 8, 8), seed=1)
+    >>> len(data), data.input_shape, data.images.dtype
+    (20, (1, 8, 8), torch.uint8)
     """
     if n < num_classes:
         raise ValueError(f"the generated dataset needs at least {num_classes} examples, got {n}")

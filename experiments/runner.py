@@ -165,9 +165,10 @@ class Trainer:
 
     def _resume(self) -> None:
         path = os.path.join(self.ckpt_dir, "last.pt")
-        for name in os.listdir(self.ckpt_dir) if os.path.isdir(self.ckpt_dir) else ():
-            if name.endswith(".tmp") and self.is_main:  # a write cut by the kill; the real file is intact
-                os.unlink(os.path.join(self.ckpt_dir, name))
+        for folder in (self.run_dir, self.ckpt_dir):
+            for name in os.listdir(folder) if os.path.isdir(folder) and self.is_main else ():
+                if name.endswith(".tmp"):  # a write cut by the kill; the real file is intact
+                    os.unlink(os.path.join(folder, name))
         state = load_checkpoint(path, map_location=self.device)
         self.load_state(state, path)
         self.log.truncate_steps(self.global_step)
