@@ -77,10 +77,22 @@ class Trainer:
             raise ConfigError(f"--batch-size {config['batch_size']} must be divisible by the number of "
                               f"processes ({self.world})")
 
-        train, self.test_set = D.load_dataset(
-            config["dataset"], root=config["data_root"], download=config["download"] and self.is_main,
-            generated_size=config["generated_size"], generated_shape=config["generated_shape"],
-            data_seed=config["data_seed"])
+        def load():
+            return D.load_dataset(
+                config["dataset"], root=config["data_root"], download=config["download"] and self.is_main,
+                generated_size=config["generated_size"], generated_shape=config["generated_shape"],
+                data_seed=config["data_seed"])
+
+        if self.world > 1 and config["download"]:  # rank 0 downloads while the others wait for the files
+            import torch.distributed as dist
+
+            if self.is_main:
+                train, self.test_set = load()
+            dist.barrier()
+            if not self.is_main:
+                train, self.test_set = load()
+        else:
+            train, self.test_set = load()
         val_size = min(config["val_size"], len(train) // 10)
         self.train_set, self.val_set = D.split_validation(train, val_size, seed=config["data_seed"])
         self.steps_per_epoch = len(self.train_set) // config["batch_size"]
