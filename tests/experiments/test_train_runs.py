@@ -126,7 +126,7 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
 
     run = str(tmp_path / "killed")
     ckpt = os.path.join(run, "checkpoints", "last.pt")
-    proc = subprocess.Popen(_command(*args, "--out", run, "--debug-step-delay", "0.2"), cwd=ROOT, env=_env(),
+    proc = subprocess.Popen(_command(*args, "--out", run, "--debug-step-delay", "0.3"), cwd=ROOT, env=_env(),
                             stderr=subprocess.DEVNULL)
     deadline, progress = time.monotonic() + 120, None
     while progress is None and time.monotonic() < deadline and proc.poll() is None:
