@@ -17,7 +17,7 @@ import torch
 
 from experiments import data as D
 from experiments.checkpoint import load_checkpoint
-from experiments.runner import new_stats
+from experiments.runner import StopRequested, new_stats
 
 __all__ = ["end_epoch", "final_evaluation", "train_epoch"]
 
@@ -80,9 +80,17 @@ def train_epoch(trainer) -> None:
             bar.update(1)
             bar.set_postfix(loss=f"{record.loss:.3f}", img_s=f"{rate * batch:.0f}",
                             run_eta=_hms((total_steps - trainer.global_step) / rate), refresh=False)
+            saved = False
             if cfg["checkpoint_every"] and trainer.global_step % cfg["checkpoint_every"] == 0 \
                     and trainer.step_in_epoch < trainer.steps_per_epoch:
                 stats["time"]["checkpoint"] += trainer.save("last")
+                saved = True
+            if trainer.stop_now():
+                # a state between two steps is complete (even after the epoch's last step: the resume then
+                # starts with the end-of-epoch evaluation), so save it and leave
+                if not saved:
+                    trainer.save("last")
+                raise StopRequested(f"stopped by a termination signal after step {trainer.global_step}")
             if cfg["debug_step_delay"]:
                 time.sleep(cfg["debug_step_delay"])
 

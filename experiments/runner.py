@@ -22,7 +22,7 @@ from experiments.evaluate import evaluate
 from experiments.logs import RunLog
 from experiments.shard import ShardedDescentStep
 
-__all__ = ["Trainer", "build_model_from_config", "new_stats", "restore_model", "run_config"]
+__all__ = ["StopRequested", "Trainer", "build_model_from_config", "new_stats", "restore_model", "run_config"]
 
 AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _TIME_KEYS = ("data", "attack", "gradients", "gram", "qp", "combine", "optimizer", "checkpoint")
@@ -41,6 +41,10 @@ def build_model_from_config(config: dict, input_shape, num_classes: int, mean=No
     return nets.build_model(config["net"], num_classes=num_classes, input_shape=tuple(input_shape),
                             activation=config["activation"], norm=config["norm"], mean=mean, std=std,
                             **kwargs)
+
+
+class StopRequested(Exception):
+    """A termination signal arrived; the state at the last finished step has been checkpointed."""
 
 
 class _DebugLoss:
@@ -71,6 +75,7 @@ class Trainer:
         self.log = RunLog(self.run_dir, enabled=self.is_main)
         self.ckpt_dir = os.path.join(self.run_dir, "checkpoints")
         self.last_saved = None
+        self.stop_requested = False  # set by the SIGTERM handler of experiments.train
         self.segment_start, self.elapsed_before = time.perf_counter(), 0.0
         self.amp = AMP[config["amp"]]
         if config["batch_size"] % self.world:
@@ -254,6 +259,17 @@ class Trainer:
             if name == "last":
                 self.last_saved = (path, self.epoch, self.step_in_epoch, self.global_step)
         return time.perf_counter() - start
+
+    def stop_now(self) -> bool:
+        """Whether any rank was asked to stop (every rank calls this after every step, so they agree)."""
+        if self.world == 1:
+            return self.stop_requested
+        import torch.distributed as dist
+
+        device = self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+        flag = torch.tensor([float(self.stop_requested)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
 
     def describe_last_checkpoint(self) -> str:
         if self.last_saved is None:

@@ -22,6 +22,7 @@ Run directory::
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import torch
@@ -29,11 +30,11 @@ import torch
 from experiments import cli
 from experiments.checkpoint import CheckpointError
 from experiments.data import DataError
-from experiments.runner import Trainer
+from experiments.runner import StopRequested, Trainer
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_USAGE, EXIT_NONFINITE = 0, 2, 3
+EXIT_OK, EXIT_USAGE, EXIT_NONFINITE, EXIT_TERMINATED = 0, 2, 3, 143
 
 
 def _configure(config: dict) -> None:
@@ -50,7 +51,12 @@ def _configure(config: dict) -> None:
 
 
 def main(argv=None) -> int:
-    """Run the command line; return the exit status (0 done, 2 usage/data/checkpoint error, 3 non-finite)."""
+    """Run the command line; return the exit status.
+
+    0: done; 2: bad command line, missing data or unusable checkpoint; 3: non-finite loss (the last good
+    checkpoint is kept); 143: stopped by SIGTERM (e.g. a cluster's preemption) after checkpointing the last
+    finished step; 130: Ctrl-C (the last periodic checkpoint is kept).
+    """
     from minmax.torch import distributed
     from minmax.torch.descent import NonFiniteLossError
 
@@ -60,21 +66,33 @@ def main(argv=None) -> int:
     trainer = None
     try:
         trainer = Trainer(config, info)
-        trainer.run()
+
+        def request_stop(signum, frame):
+            trainer.stop_requested = True  # acted on after the step in progress, see epochs.train_epoch
+
+        previous = signal.signal(signal.SIGTERM, request_stop)
+        try:
+            trainer.run()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         return EXIT_OK
     except (DataError, CheckpointError, cli.ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except NonFiniteLossError as exc:
-        where = trainer.describe_last_checkpoint() if trainer is not None else ""
-        message = f"stopped: non-finite loss at optimizer step {trainer.global_step + 1}: {exc}. {where}"
+        message = f"stopped: non-finite loss: {exc}"
         if trainer is not None:
+            message = (f"stopped: non-finite loss at optimizer step {trainer.global_step + 1}: {exc}. "
+                       f"{trainer.describe_last_checkpoint()}")
             trainer.log.info(message)
             trainer.log.write_json("summary.json", {"status": "non-finite loss", "message": message,
                                                     "global_step": trainer.global_step})
         if distributed.is_main():
             print(f"error: {message}", file=sys.stderr)
         return EXIT_NONFINITE
+    except StopRequested as exc:
+        trainer.log.info(f"{exc}; {trainer.describe_last_checkpoint()}")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         if trainer is not None:
             trainer.log.info(f"interrupted; {trainer.describe_last_checkpoint()}")

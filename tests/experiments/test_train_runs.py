@@ -1,4 +1,4 @@
-"""End-to-end training runs: every variant, kill-and-resume with a real SIGKILL, and torchrun with gloo.
+"""End-to-end training runs: every variant, kill (SIGKILL, SIGTERM) and resume, and torchrun with gloo.
 
 All on the generated dataset with a tiny MLP on 1×6×6 images, so each run takes a second or two.
 """
@@ -151,6 +151,33 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
     with open(os.path.join(reference, "summary.json")) as f, open(os.path.join(run, "summary.json")) as g:
         sa, sb = json.load(f), json.load(g)
     assert sa["test_last"] == sb["test_last"] and sa["test_best"] == sb["test_best"]
+
+    # SIGTERM (a cluster's preemption): the run checkpoints the step it finished, exits 143, resumes exactly
+    run = str(tmp_path / "terminated")
+    ckpt = os.path.join(run, "checkpoints", "last.pt")
+    command = _command(*args, "--out", run, "--debug-step-delay", "0.3", "--checkpoint-every", "0",
+                       "--log-steps")
+    proc = subprocess.Popen(command, cwd=ROOT, env=_env(), stderr=subprocess.DEVNULL)
+    steps = os.path.join(run, "steps.jsonl")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        if os.path.exists(steps):
+            with open(steps) as f:
+                if len(f.readlines()) >= 7:  # inside the second epoch
+                    break
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    stopped = load_checkpoint(ckpt)["progress"]
+    assert 7 <= stopped["global_step"] < 15 and stopped["step_in_epoch"] > 0  # saved mid-epoch, on the signal
+    with open(os.path.join(run, "log.txt")) as f:
+        assert "stopped by a termination signal" in f.read()
+    subprocess.run([sys.executable, "-m", "experiments.train", "--resume", run, "--threads", "1"], cwd=ROOT,
+                   env=_env(), check=True, stderr=subprocess.DEVNULL, timeout=120)
+    c = load_checkpoint(ckpt)
+    for key, value in a["model"].items():
+        assert torch.equal(value, c["model"][key]), key
+    assert [_numbers(r) for r in _rows(reference)] == [_numbers(r) for r in _rows(run)]
 
 
 @pytest.mark.slow
