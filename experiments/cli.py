@@ -43,7 +43,8 @@ variants (--variant), as named in the paper:
 
 the run directory holds config.json, metrics.jsonl / metrics.csv (one row per epoch), steps.jsonl
 (--log-steps), log.txt, summary.json and checkpoints/{last,best}.pt. Exit status: 0 done, 2 bad command line,
-missing data or unusable checkpoint, 3 non-finite loss (the last good checkpoint is kept).
+missing data or unusable checkpoint, 3 non-finite loss (the last good checkpoint is kept), 143 stopped by
+SIGTERM (the finished step is checkpointed first; continue with --resume).
 """
 
 #: Values a preset fills in when the option is not given on the command line.

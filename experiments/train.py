@@ -6,7 +6,8 @@ generator reseeded from ``(seed, step)``, ``DescentStep`` (attacks, m gradients,
 ``p.grad``), ``optimizer.step()``. Because every random choice is a function of the seed and the step
 counter, and the model, optimizer, scheduler, scaler, ``DescentStep`` state, RNG states and per-epoch
 accumulators are checkpointed atomically, a run killed at any moment and resumed with ``--resume`` takes
-exactly the steps of an uninterrupted run (bit for bit on CPU with ``--deterministic``).
+exactly the steps of an uninterrupted run (bit for bit on CPU with ``--deterministic``; also seen bit for bit
+on an H200 with ``--deterministic``). SIGTERM (a cluster's preemption) checkpoints the finished step first.
 
 Run directory::
 
