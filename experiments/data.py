@@ -170,9 +170,9 @@ def load_cifar10(root: str, *, train: bool, download: bool = False) -> ImageSet:
     folder = os.path.join(root, "cifar-10-batches-py")
     if not download and not os.path.isdir(folder):
         raise DataError(
-            f"CIFAR10 not found: expected the folder {folder!r} (the extracted cifar-10-python.tar.gz, with "
-            f"data_batch_1..5, test_batch and batches.meta). Pass --data-root to the folder that contains "
-            f"cifar-10-batches-py, or --download to fetch it.")
+            f"CIFAR10 not found: expected the folder {os.path.abspath(folder)!r} (the extracted "
+            f"cifar-10-python.tar.gz, with data_batch_1..5, test_batch and batches.meta). Pass --data-root "
+            f"to the folder that contains cifar-10-batches-py, or --download to fetch it.")
     try:
         from torchvision.datasets import CIFAR10
     except ImportError as exc:  # pragma: no cover - torchvision is in the [torch] extra
