@@ -21,11 +21,13 @@ proportional to :math:`\max_i G_{ii}` when the gradient norms are spread over ma
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 
 import array_api_compat
 import numpy as np
+from scipy.linalg.lapack import dpotrf
 
 from .result import MESSAGES, MinNormResult, Status
 
@@ -100,27 +102,33 @@ def validate_gram(G, *, name: str = "G") -> np.ndarray:
     m = arr.shape[0]
     if m == 0:
         raise ValueError(f"{name} is empty: at least one gradient (m >= 1) is needed")
+    # At m = 10 the per-call overhead of NumPy, not the flops, is the cost: few passes, ndarray methods.
     G64 = arr.astype(np.float64)
-    if not np.all(np.isfinite(G64)):
+    # max propagates NaN and |inf| = inf, so one reduction is both the scale and the finiteness check.
+    scale = float(np.abs(G64).max())
+    if not math.isfinite(scale):
         raise ValueError(f"{name} contains NaN or infinite entries")
-    scale = float(np.max(np.abs(G64)))
-    asym = float(np.max(np.abs(G64 - G64.T)))
+    asym = float(np.abs(G64 - G64.T).max())
     if asym > _SYMMETRY_FACTOR * m * input_eps * scale:
         raise ValueError(
             f"{name} is not symmetric: max |G - G^T| = {asym:.3e} exceeds round-off "
             f"({_SYMMETRY_FACTOR * m * input_eps * scale:.3e})"
         )
-    G64 = 0.5 * (G64 + G64.T)
+    G64 += G64.T  # NumPy buffers the overlapping transpose, so this is exactly (G + G^T)
+    G64 *= 0.5
     if scale > 0.0:
-        shift = _PSD_FACTOR * m * input_eps * max(float(np.max(np.diag(G64))), 0.0)
-        try:
-            np.linalg.cholesky(G64 + shift * np.eye(m))
-        except np.linalg.LinAlgError:
+        diagonal = G64.diagonal()
+        shift = _PSD_FACTOR * m * input_eps * max(float(diagonal.max()), 0.0)
+        shifted = G64.copy()
+        shifted.ravel()[:: m + 1] += shift
+        # LAPACK's Cholesky directly (the algorithm of np.linalg.cholesky, without its wrapper's
+        # overhead); info > 0: a non-positive pivot, G + shift I is not positive definite.
+        if dpotrf(shifted, lower=1, clean=0, overwrite_a=1)[1] != 0:
             lam = float(np.linalg.eigvalsh(G64)[0])
             raise ValueError(
                 f"{name} is not positive semidefinite: its smallest eigenvalue {lam:.3e} is below "
                 f"-{shift:.3e}, the round-off allowance; a Gram matrix M^T M never is"
-            ) from None
+            )
     return G64
 
 
@@ -151,18 +159,19 @@ def fw_gap(weights: np.ndarray, g_alpha: np.ndarray) -> tuple[float, float]:
     The one place the gap formula lives; iterative methods call it with their maintained
     :math:`G\alpha` (O(m)).
     """
-    value = float(weights @ g_alpha)
+    value = float(weights.dot(g_alpha))
     # Summed as 2 sum_i alpha_i ((G alpha)_i - min_j (G alpha)_j): the same on the simplex, but for alpha >= 0
     # every term is >= 0 in floating point too, so rounding never makes a feasible point's gap negative
     # (2 (f - min) did, e.g. -2.2e-16 for G = 11^T and alpha = 1/6), and f and min do not cancel.
-    return value, 2.0 * float(weights @ (g_alpha - np.min(g_alpha)))
+    return value, 2.0 * float(weights.dot(g_alpha - g_alpha.min()))
 
 
 def gap_tolerance(G: np.ndarray, weights: np.ndarray, value: float, rtol: float) -> float:
     """The gap below which ``weights`` is certified optimal: ``max(rtol * value, floor)``."""
-    abs_g_alpha = np.abs(G) @ np.abs(weights)
+    abs_weights = np.abs(weights)
+    abs_g_alpha = np.abs(G).dot(abs_weights)
     floor = _FLOOR_FACTOR * G.shape[0] * _EPS * (
-        float(np.abs(weights) @ abs_g_alpha) + float(np.max(abs_g_alpha))
+        float(abs_weights.dot(abs_g_alpha)) + float(abs_g_alpha.max())
     )
     return float(max(rtol * max(value, 0.0), floor))
 
@@ -198,21 +207,17 @@ class MinNormCertificate:
     optimal: bool
 
 
-def _certify(G: np.ndarray, weights: np.ndarray, rtol: float) -> MinNormCertificate:
+def _certify(G: np.ndarray, weights: np.ndarray, rtol: float) -> tuple:
+    """The fields of :class:`MinNormCertificate`, as a tuple in field order (cheaper than the dataclass)."""
     m = G.shape[0]
-    infeasibility = max(-float(np.min(weights)), abs(float(np.sum(weights)) - 1.0), 0.0)
-    feasible = bool(np.all(weights >= 0)) and bool(infeasibility <= _SIMPLEX_FACTOR * m * _EPS)
-    value, gap = fw_gap(weights, G @ weights)
+    low = float(weights.min())
+    infeasibility = max(-low, abs(float(weights.sum()) - 1.0), 0.0)
+    # low >= 0 is all(weights >= 0) (a NaN weight fails both).
+    feasible = low >= 0.0 and infeasibility <= _SIMPLEX_FACTOR * m * _EPS
+    value, gap = fw_gap(weights, G.dot(weights))
     tolerance = gap_tolerance(G, weights, value, rtol)
-    return MinNormCertificate(
-        feasible=feasible,
-        infeasibility=infeasibility,
-        value=value,
-        gap=gap,
-        lower_bound=max(value - gap, 0.0),
-        tolerance=tolerance,
-        optimal=feasible and bool(gap <= tolerance),
-    )
+    optimal = feasible and gap <= tolerance
+    return feasible, infeasibility, value, gap, max(value - gap, 0.0), tolerance, optimal
 
 
 def check_min_norm(G, weights, *, rtol: float = DEFAULT_TOL) -> MinNormCertificate:
@@ -250,7 +255,7 @@ def check_min_norm(G, weights, *, rtol: float = DEFAULT_TOL) -> MinNormCertifica
     """
     G = validate_gram(G)
     weights = validate_weights(weights, G.shape[0])
-    return _certify(G, weights, validate_tol(rtol, name="rtol"))
+    return MinNormCertificate(*_certify(G, weights, validate_tol(rtol, name="rtol")))
 
 
 def finalize(
@@ -262,19 +267,19 @@ def finalize(
     converged but is not certified is reported as ``STALLED``.
     """
     weights = np.array(weights, dtype=np.float64)
-    cert = _certify(G, weights, rtol)
-    if cert.optimal:
+    _, _, value, gap, _, tolerance, optimal = _certify(G, weights, rtol)
+    if optimal:
         status = Status.OPTIMAL
     elif status is Status.OPTIMAL:
         status = Status.STALLED
     weights.setflags(write=False)
-    support = np.flatnonzero(weights > 0)
+    support = (weights > 0).nonzero()[0]
     support.setflags(write=False)
     return MinNormResult(
         weights=weights,
-        value=cert.value,
-        gap=cert.gap,
-        tolerance=cert.tolerance,
+        value=value,
+        gap=gap,
+        tolerance=tolerance,
         iterations=int(iterations),
         status=status,
         message=MESSAGES[status],
