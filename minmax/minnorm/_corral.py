@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.linalg.lapack import dtrtri
+from scipy.linalg.lapack import dpotrf, dtrtri
 
 __all__ = ["Corral"]
 
@@ -164,14 +164,13 @@ class Corral:
         k = len(S)
         idx = np.array(S, dtype=np.intp)
         rows = self.G[idx]
-        A = rows[:, idx]
+        A = rows.take(idx, axis=1)
         self.c, self.low, self.high = _scale([self.diag[i] for i in S])
         A += self.c
-        try:
-            L = np.linalg.cholesky(A)
-        except np.linalg.LinAlgError:
-            L = None
-        if L is not None and np.all(np.diagonal(L) ** 2 > _DEPENDENCE_FACTOR * k * _EPS * np.diagonal(A)):
+        # LAPACK directly: np.linalg.cholesky's wrapper costs several times the factorization at these
+        # sizes. clean=1 zeroes the upper triangle, which dtrtri then leaves as is.
+        L, info = dpotrf(A, lower=1, clean=1)
+        if info == 0 and (L.diagonal() ** 2 > _DEPENDENCE_FACTOR * k * _EPS * A.diagonal()).all():
             Linv, info = dtrtri(L, lower=1)
             if info == 0:
                 self.F[:k, :k] = Linv.T
@@ -196,8 +195,8 @@ class Corral:
         u = Rk.dot(self.w[:k])
         if refine or self.high > _REFINE_RANGE * self.low:
             # Iterative refinement, the residual computed without rounding c + G_ij.
-            G_S = self.rows[:k, self.idx[:k]]
+            G_S = self.rows[:k].take(self.idx[:k], axis=1)
             for _ in range(_REFINE_STEPS):
-                residual = 1.0 - self.c * float(u.sum()) - G_S.dot(u)
-                u = u + Rk.dot(residual.dot(Rk))
+                residual = (1.0 - self.c * math.fsum(u.tolist())) - G_S.dot(u)
+                u += Rk.dot(residual.dot(Rk))
         return u

@@ -86,6 +86,7 @@ _EPS = np.finfo(np.float64).eps
 # Stop (STALLED) after this many consecutive major cycles that do not lower f.
 _MAX_NO_PROGRESS = 3
 _ZERO = np.zeros(1)
+_ONE = np.ones(1)
 
 
 def _minor_cycles(corral: Corral, x: np.ndarray, budget: int, new: int | None):
@@ -98,11 +99,14 @@ def _minor_cycles(corral: Corral, x: np.ndarray, budget: int, new: int | None):
     cycles = 0
     while True:
         u = corral.affine_minimizer()
-        if min(u.tolist()) <= 0.0:  # a drop is decided on the signs of u: make sure of them first
+        # Signs and the sum on a Python list: cheaper than NumPy reductions on |S| <= m entries.
+        u_list = u.tolist()
+        if min(u_list) <= 0.0:  # a drop is decided on the signs of u: make sure of them first
             u = corral.affine_minimizer(refine=True)
+            u_list = u.tolist()
         cycles += 1
-        total = float(u.sum())
-        if min(u.tolist()) > 0.0:
+        total = math.fsum(u_list)
+        if min(u_list) > 0.0:
             return u / total, cycles, True
         if cycles >= budget:
             return x, cycles, True
@@ -226,10 +230,11 @@ def _gap_ratio(G: np.ndarray, alpha: np.ndarray, tol: float) -> float:
     return gap / tolerance if tolerance > 0 else (0.0 if gap <= 0 else math.inf)
 
 
-def _weights(m: int, S: np.ndarray, x: np.ndarray) -> np.ndarray:
+def _weights(m: int, S, x: np.ndarray) -> np.ndarray:
     alpha = np.zeros(m)
     alpha[S] = x
-    return alpha / alpha.sum()
+    alpha /= math.fsum(x.tolist())
+    return alpha
 
 
 def _wolfe(G: np.ndarray, tol: float, max_iter: int, init: np.ndarray | None):
@@ -242,7 +247,7 @@ def _wolfe(G: np.ndarray, tol: float, max_iter: int, init: np.ndarray | None):
     iterations = 0
     if init is None:
         corral.append(int(G.diagonal().argmin()))
-        x = np.ones(1)
+        x = _ONE.copy()
     else:
         for i in np.argsort(-init, kind="stable").tolist():
             if init[i] > 0:
@@ -260,14 +265,14 @@ def _wolfe(G: np.ndarray, tol: float, max_iter: int, init: np.ndarray | None):
         g_alpha = x.dot(corral.rows[:k])
         j = int(g_alpha.argmin())
         value = float(x.dot(g_alpha[corral.idx[:k]]))
-        gap = 2.0 * (value - float(g_alpha[j]))
+        gap = 2.0 * (value - g_alpha.item(j))
         if gap <= max(tol * value, loose_floor):
             alpha = _weights(m, corral.S, x)
             value, gap = fw_gap(alpha, G.dot(alpha))
             if gap <= gap_tolerance(G, alpha, value, tol):
                 return alpha, iterations, Status.OPTIMAL
         if gap < best_gap:
-            best_gap, best = gap, (corral.S.copy(), x)
+            best_gap, best = gap, (corral.S.tolist(), x)
         if iterations >= max_iter:
             return _weights(m, corral.S, x), iterations, Status.MAX_ITER
         if value < last_value:
