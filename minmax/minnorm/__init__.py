@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import numbers
+import sys
 
 import numpy as np
 
@@ -144,7 +145,9 @@ def min_norm_point(
     max_iter = _validate_max_iter(max_iter)
     if init is not None:
         init = _validate_init(init, G.shape[0])
-    solve = importlib.import_module(_MODULES[name]).solve
+    # sys.modules first: import_module's own look-up costs about 2 us, a tenth of a solve at m = 10.
+    module_name = _MODULES[name]
+    solve = (sys.modules.get(module_name) or importlib.import_module(module_name)).solve
     kwargs = {"tol": tol, "init": init}
     if max_iter is not None:
         kwargs["max_iter"] = max_iter

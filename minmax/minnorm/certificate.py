@@ -148,7 +148,7 @@ def validate_tol(tol, *, name: str = "tol") -> float:
     if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(tol).__name__}")
     tol = float(tol)
-    if not np.isfinite(tol) or tol < 0:
+    if not math.isfinite(tol) or tol < 0:
         raise ValueError(f"{name} must be finite and non-negative, got {tol}")
     return tol
 

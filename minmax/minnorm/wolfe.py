@@ -94,7 +94,8 @@ def _minor_cycles(corral: Corral, x: np.ndarray, budget: int, new: int | None):
 
     Returns ``(x, cycles, progress)``; ``progress`` is False when the point just added (``new``, the last
     of the corral) would leave at once with a zero step, which only rounding can cause; the corral is then
-    left unchanged.
+    left unchanged. With ``new`` given, ``x`` may leave out the new point's weight (zero): it is padded
+    only when a drop needs it (a major cycle usually ends at the first affine minimizer).
     """
     cycles = 0
     while True:
@@ -108,6 +109,8 @@ def _minor_cycles(corral: Corral, x: np.ndarray, budget: int, new: int | None):
         total = math.fsum(u_list)
         if min(u_list) > 0.0:
             return u / total, cycles, True
+        if x.shape[0] < corral.k:
+            x = np.concatenate((x, _ZERO))
         if cycles >= budget:
             return x, cycles, True
         y = u / total
@@ -294,9 +297,7 @@ def _wolfe(G: np.ndarray, tol: float, max_iter: int, init: np.ndarray | None):
             else:
                 j = entered
         if progress and j is not None:
-            x_new, cycles, progress = _minor_cycles(
-                corral, np.concatenate((x, _ZERO)), max_iter - iterations, j
-            )
+            x_new, cycles, progress = _minor_cycles(corral, x, max_iter - iterations, j)
             iterations += cycles
             if progress:
                 x = x_new
