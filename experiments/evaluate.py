@@ -88,3 +88,19 @@ def evaluate(model: torch.nn.Module, data: ImageSet, attack, *, seed: int, batch
     clean_loss, clean_correct, robust_loss, robust_correct = (float(v) / n for v in sums)
     return {"clean_loss": clean_loss, "clean_acc": clean_correct, "robust_loss": robust_loss,
             "robust_acc": robust_correct, "n": n}
+
+
+def main(argv=None) -> int:
+    """``python -m experiments.evaluate CHECKPOINT``: AutoAttack, multi-restart PGD and a robustness report.
+
+    The command line lives in :mod:`experiments.robust_eval`; see ``--help``. Returns the exit status.
+    """
+    from experiments.robust_eval import main as robust_eval_main
+
+    return robust_eval_main(argv)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
