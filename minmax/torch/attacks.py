@@ -35,14 +35,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from minmax.torch.projections import expand as _expand
+from minmax.torch.projections import norms as _norms
+from minmax.torch.projections import project
+
 __all__ = ["FGSM", "NORMS", "PGD", "AttackResult", "worst_case"]
 
 NORMS = ("linf", "l2")
-
-# Iterations of the l2-ball ∩ box projection's active-set search. Every iterate is feasible; it is exact once
-# the set of clipped coordinates settles, which took at most 4 iterations to float32 precision on images with
-# saturated pixels and steps far outside the ball.
-_ACTIVE_SET_STEPS = 8
 
 
 @dataclass(frozen=True, eq=False)  # tensors have no single truth value: compare fields
@@ -151,14 +150,8 @@ class PGD:
               + \alpha_t\, d(\nabla_\delta \ell(f(x + \delta^{t-1}), y))\big),
               \qquad d(g) = \operatorname{sign}(g) \ (\ell_\infty), \quad d(g) = g / \|g\|_2 \ (\ell_2),
 
-    with :math:`\Pi_{S(x)}` the exact Euclidean projection onto :math:`S(x)` = ε-ball ∩ [0, 1]^n. For l∞ it is
-    a coordinatewise clamp. For l2, with :math:`\lambda \ge 0` the multiplier of the ball constraint, it is
-    :math:`\operatorname{clip}_{[-x, 1-x]}(s v)` with :math:`s = 1/(1+\lambda)`, the largest
-    :math:`s \in (0, 1]` whose point lies in the ball (projecting onto the ball and then clipping, the usual
-    shortcut, is feasible but not the nearest point). With F the coordinates not clipped at the current s and
-    b the squared norm of the clipped ones, :math:`s \leftarrow \sqrt{(\varepsilon^2 - b)/\|v_F\|^2}`
-    from :math:`s = \varepsilon/\|v\|`: the iterates increase to the solution, every one is feasible, and
-    the last is exact once F settles (a few iterations).
+    with :math:`\Pi_{S(x)}` the exact Euclidean projection onto :math:`S(x)` = ε-ball ∩ [0, 1]^n: a
+    coordinatewise clamp for l∞, an active-set search for l2 (:mod:`minmax.torch.projections`).
 
     **Step schedule.** :math:`\alpha_t = \alpha` for :math:`t \le T` and :math:`\alpha_t = \alpha T / t` for
     :math:`t > T`, where T = ``decay_after`` (continuous at t = T). See :attr:`step_sizes`.
@@ -166,7 +159,10 @@ class PGD:
     **Random start.** l∞: :math:`\delta^0 \sim U([-\varepsilon, \varepsilon]^n)`. l2: uniform in the ball,
     :math:`\delta^0 = \varepsilon\, u^{1/n} z/\|z\|_2` with :math:`z \sim N(0, I_n)`, :math:`u \sim U(0, 1)`
     (the direction is uniform on the sphere and the radius has the density :math:`\propto r^{n-1}`; in high
-    dimension it is close to ε). Either is then projected onto [0, 1]^n, as in [2]_.
+    dimension it is close to ε). Either is then projected onto [0, 1]^n, as in [2]_. The draw is
+    :meth:`draw_start`, which depends on the shape ``(m, B, ...)`` only; the projection needs x. Passing
+    ``start=`` to :meth:`run` replaces the draw, so that, e.g., each process of a distributed run can draw
+    the start of the union batch and attack its own rows (:class:`minmax.torch.descent.DescentStep`).
 
     **Best iterate.** The loss at :math:`\delta^t` is the one computed in the forward pass that yields the
     gradient of step t+1 (one extra forward pass without gradient scores :math:`\delta^K`), so the returned
@@ -236,12 +232,70 @@ class PGD:
         a = self.alpha
         return tuple(a if T is None or t <= T else a * T / t for t in range(1, self.steps + 1))
 
-    def __call__(self, model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor):
+    def __call__(self, model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, *,
+                 start: torch.Tensor | None = None) -> torch.Tensor:
         """The perturbations, shape ``(restarts, B, *x.shape[1:])``; see :meth:`run`."""
-        return self.run(model, x, y).deltas
+        return self.run(model, x, y, start=start).deltas
+
+    def draw_start(self, shape, *, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Draw the raw random start of a batch: a point of the ε-ball per restart and sample.
+
+        Parameters
+        ----------
+        shape : tuple of int
+            ``(m, B, *x.shape[1:])``: m restarts of a batch of B inputs (at least 3 dimensions).
+        device : torch.device or str, optional
+            Where to draw (the global RNG of that device is used); default the CPU.
+        dtype : torch.dtype
+            A floating dtype; :meth:`run` draws in ``x``'s dtype.
+
+        Returns
+        -------
+        torch.Tensor
+            Of ``shape``: row ``(j, b)`` uniform in the ε-ball (see Notes of the class), not yet projected
+            onto the image box; zeros when ``random_start`` is False (nothing is drawn then).
+
+        Raises
+        ------
+        ValueError
+            If ``shape`` has fewer than 3 dimensions or a dimension < 1.
+        TypeError
+            If ``dtype`` is not a floating dtype.
+
+        Notes
+        -----
+        The numbers depend on the shape and the RNG state only, never on ``x``: with the same RNG state,
+        ``run(model, x, y)`` and ``run(model, x, y, start=draw_start((m, B, *x.shape[1:]), ...))`` return
+        the same result, and the draw consumes the RNG exactly as :meth:`run` does without ``start``. The
+        rows of restart j are ``[j, :]``, so the start of a sub-batch of rows ``b0 … b1 - 1`` of a larger
+        batch is ``draw_start((m, B_large, ...))[:, b0:b1]``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> attack = PGD(eps=0.1, restarts=2)
+        >>> _ = torch.manual_seed(0)
+        >>> start = attack.draw_start((2, 5, 3))
+        >>> start.shape, bool(start.abs().max() <= 0.1)
+        (torch.Size([2, 5, 3]), True)
+        """
+        shape = tuple(shape)
+        if len(shape) < 3 or not all(isinstance(n, numbers.Integral) and n >= 1 for n in shape):
+            raise ValueError(f"shape must be (restarts, B, *x.shape[1:]) with positive sizes, got {shape}")
+        if not dtype.is_floating_point:
+            raise TypeError(f"dtype must be a floating dtype, got {dtype}")
+        if not self.random_start:
+            return torch.zeros(shape, device=device, dtype=dtype)
+        if self.norm == "linf":
+            return (torch.rand(shape, device=device, dtype=dtype) * 2 - 1) * self.eps
+        rows = shape[0] * shape[1]
+        z = torch.randn((rows, *shape[2:]), device=device, dtype=dtype)
+        radius = self.eps * torch.rand(rows, device=device, dtype=dtype) ** (1.0 / z[0].numel())
+        return (z * _expand(radius / _norms(z).clamp_min(torch.finfo(dtype).tiny), z)).view(shape)
 
     def run(
-        self, model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor
+        self, model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, *,
+        start: torch.Tensor | None = None,
     ) -> AttackResult:
         """Attack the batch ``(x, y)``.
 
@@ -253,6 +307,10 @@ class PGD:
             Clean inputs ``(B, ...)``, floating point, finite, in [0, 1].
         y : torch.Tensor
             Targets with ``y.shape[0] == B`` (class indices for ``"ce"``); moved to ``x``'s device.
+        start : torch.Tensor, optional
+            A raw start ``(restarts, B, *x.shape[1:])`` in place of :meth:`draw_start`'s (which is then not
+            called and draws nothing): converted to ``x``'s device and dtype and projected onto
+            :math:`S(x)` exactly as the attack's own draw is. Used even when ``random_start`` is False.
 
         Returns
         -------
@@ -263,20 +321,23 @@ class PGD:
         Raises
         ------
         TypeError
-            If ``x`` or ``y`` is not a tensor, or ``x`` is not floating point.
+            If ``x``, ``y`` or ``start`` is not a tensor, or ``x`` or ``start`` is not floating point.
         ValueError
-            If ``x`` is empty, non-finite or outside [0, 1], ``y``'s batch size differs from ``x``'s, or the
-            model or loss returns the wrong shape.
+            If ``x`` is empty, non-finite or outside [0, 1], ``y``'s batch size differs from ``x``'s,
+            ``start`` has the wrong shape or non-finite entries, or the model or loss returns the wrong
+            shape.
         RuntimeError
             If called under :func:`torch.inference_mode` (attacks need autograd).
         """
         x, y = _validate_batch(x, y)
+        if start is not None:
+            start = self._validate_start(start, x)
         if torch.is_inference_mode_enabled():
             raise RuntimeError("attacks need autograd: call them outside torch.inference_mode()")
         modes = _set_eval(model) if self.eval_mode else None
         try:
             with torch.enable_grad():
-                return self._run(model, x, y)
+                return self._run(model, x, y, start)
         finally:
             if modes is not None:
                 for module, training in modes:
@@ -284,11 +345,17 @@ class PGD:
 
     # -- the attack proper -------------------------------------------------------------------------------
 
-    def _run(self, model, x: torch.Tensor, y: torch.Tensor) -> AttackResult:
+    def _run(self, model, x: torch.Tensor, y: torch.Tensor, start: torch.Tensor | None) -> AttackResult:
         m, B = self.restarts, x.shape[0]
+        shape = (m, B, *x.shape[1:])
         xs = x.repeat(m, *([1] * (x.dim() - 1)))  # restart j occupies rows j·B … (j+1)·B - 1
         ys = y.repeat(m, *([1] * (y.dim() - 1)))
-        delta = self._start(xs)
+        if start is None and not self.random_start:
+            delta = torch.zeros_like(xs)  # inside S(x) already: nothing to draw or project
+        else:
+            if start is None:
+                start = self.draw_start(shape, device=x.device, dtype=x.dtype)
+            delta = self._project(start.reshape(xs.shape), xs)
         best_delta, best_loss = delta, None
         for step in (*self.step_sizes, None):
             last = step is None
@@ -303,22 +370,23 @@ class PGD:
                 best_delta, best_loss = delta, loss
             if not last:
                 delta = self._project(delta + step * self._direction(grad), xs)
-        shape = (m, B, *x.shape[1:])
         return AttackResult(
             deltas=best_delta.detach().reshape(shape), losses=best_loss.detach().reshape(m, B)
         )
 
-    def _start(self, xs: torch.Tensor) -> torch.Tensor:
-        if not self.random_start:
-            return torch.zeros_like(xs)
-        if self.norm == "linf":
-            delta = (torch.rand_like(xs) * 2 - 1) * self.eps
-        else:
-            n = xs[0].numel()
-            z = torch.randn_like(xs)
-            radius = self.eps * torch.rand(xs.shape[0], device=xs.device, dtype=xs.dtype) ** (1.0 / n)
-            delta = z * _expand(radius / _norms(z).clamp_min(torch.finfo(xs.dtype).tiny), z)
-        return self._project(delta, xs)
+    def _validate_start(self, start, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(start, torch.Tensor):
+            raise TypeError(f"start must be a torch.Tensor or None, got {type(start).__name__}")
+        if not start.is_floating_point():
+            raise TypeError(f"start must be floating point, got dtype {start.dtype}")
+        shape = (self.restarts, x.shape[0], *x.shape[1:])
+        if tuple(start.shape) != shape:
+            raise ValueError(f"start must have shape (restarts, B, *x.shape[1:]) = {shape}, got "
+                             f"{tuple(start.shape)}")
+        start = start.detach().to(device=x.device, dtype=x.dtype)
+        if not bool(torch.isfinite(start).all()):
+            raise ValueError("start has non-finite entries (nan or inf)")
+        return start
 
     def _loss_and_grad(self, model, xs, ys, delta, *, need_grad: bool):
         if not need_grad:
@@ -354,25 +422,8 @@ class PGD:
         return grad * _expand(1.0 / _norms(grad).clamp_min(torch.finfo(grad.dtype).tiny), grad)
 
     def _project(self, v: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
-        """Euclidean projection of ``v`` onto {δ : ‖δ‖ <= ε, 0 <= xs + δ <= 1}, per sample."""
-        if self.norm == "linf":
-            # clamping to the image first, then to the ball, keeps both constraints exact in floating point
-            return ((xs + v).clamp(0, 1) - xs).clamp(-self.eps, self.eps)
-        lo, hi = -xs, 1 - xs
-        tiny = torch.finfo(v.dtype).tiny
-        s = (self.eps / _norms(v).clamp_min(tiny)).clamp(max=1)  # feasible: clipping only shrinks
-        for _ in range(_ACTIVE_SET_STEPS):
-            sv = _expand(s, v) * v
-            free = (sv > lo) & (sv < hi)
-            a = _sums(v * v * free)  # ‖s v_F‖² = s² a on the free coordinates
-            # the clipped coordinates stay clipped, at the same values, for every larger s
-            b = _sums(torch.where(free, 0, torch.clamp(sv, lo, hi)) ** 2)
-            s_next = torch.where(a > 0, ((self.eps**2 - b).clamp_min(0) / a.clamp_min(tiny)).sqrt(), 1.0)
-            s = torch.maximum(s, s_next.to(s.dtype).clamp(max=1))
-        delta = torch.clamp(_expand(s, v) * v, lo, hi)
-        # guard against rounding: the last iterate may exceed ε by an ulp
-        scale = (self.eps / _norms(delta).clamp_min(tiny)).clamp(max=1)
-        return delta * _expand(scale, delta)
+        """Euclidean projection of ``v`` onto {δ : ‖δ‖ <= ε, 0 <= xs + δ <= 1}, per row."""
+        return project(v, xs, eps=self.eps, norm=self.norm)
 
 
 class FGSM(PGD):
@@ -424,22 +475,6 @@ class FGSM(PGD):
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
-
-
-def _norms(t: torch.Tensor) -> torch.Tensor:
-    """Per-sample l2 norms of a (N, ...) tensor, accumulated in at least float32."""
-    acc = torch.promote_types(t.dtype, torch.float32)
-    return torch.linalg.vector_norm(t.flatten(1), dim=1, dtype=acc).to(t.dtype)
-
-
-def _sums(t: torch.Tensor) -> torch.Tensor:
-    """Per-sample sums of a (N, ...) tensor, accumulated in at least float32."""
-    return t.flatten(1).sum(dim=1, dtype=torch.promote_types(t.dtype, torch.float32))
-
-
-def _expand(per_sample: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """View a (N,) tensor as (N, 1, …, 1) to broadcast against ``like`` of shape (N, ...)."""
-    return per_sample.view(-1, *([1] * (like.dim() - 1)))
 
 
 def _set_eval(model) -> list | None:

@@ -258,7 +258,8 @@ def test_fgsm_fast_stays_feasible_and_random_start_is_uniform(device, norm, eps)
     result = fgsm.run(model, x, y)
     _in_ball(result.deltas, x, norm, eps)
     # the random start itself: x = 0.5 keeps the box inactive
-    start = PGD(eps=eps, norm=norm, restarts=1)._start(torch.full((4000, 1, 1, 2), 0.5, device=device))
+    start = PGD(eps=eps, norm=norm, restarts=1).draw_start((1, 4000, 1, 1, 2), device=device)[0]
+    torch.testing.assert_close(PGD(eps=eps, norm=norm)._project(start, torch.full_like(start, 0.5)), start)
     if norm == "linf":
         assert start.abs().max() <= eps and start.mean().abs() < 0.05 * eps
         assert start.std().item() == pytest.approx(eps / math.sqrt(3), rel=0.05)  # U(-ε, ε)
@@ -266,6 +267,63 @@ def test_fgsm_fast_stays_feasible_and_random_start_is_uniform(device, norm, eps)
         r = start.flatten(1).norm(dim=1) / eps
         assert (r <= 1 + 1e-6).all()
         assert (r <= 0.5).float().mean().item() == pytest.approx(0.25, abs=0.03)
+
+
+@pytest.mark.parametrize("make", [lambda: PGD(steps=3, restarts=3, decay_after=2),
+                                  lambda: PGD(steps=2, restarts=2, norm="l2", eps=0.5),
+                                  lambda: PGD(steps=2, restarts=2, random_start=False),
+                                  lambda: FGSM(restarts=2)])
+def test_an_explicit_start_from_draw_start_replays_the_attack_exactly(device, make):
+    model = trained(device)
+    x, y = _data(6, device=device)
+    x[0] = 1.0  # a saturated image: the projection of the start is active
+    attack = make()
+    torch.manual_seed(7)
+    ref = attack.run(model, x, y)
+    after = torch.rand(3, device=device)  # the RNG's state after the attack
+    torch.manual_seed(7)
+    start = attack.draw_start((attack.restarts, *x.shape), device=device, dtype=x.dtype)
+    got = attack.run(model, x, y, start=start)
+    assert torch.equal(torch.rand(3, device=device), after)  # run(start=...) draws nothing
+    assert torch.equal(got.deltas, ref.deltas) and torch.equal(got.losses, ref.losses)
+    assert torch.equal(attack(model, x, y, start=start), ref.deltas)
+
+
+def test_the_start_of_a_sub_batch_is_its_rows_of_the_union_draw(device):
+    """What a rank of a distributed run does: draw the union batch's start, attack its own rows."""
+    model = trained(device)
+    x, y = _data(9, device=device)
+    attack = PGD(steps=2, restarts=2, norm="l2", eps=0.5)
+    torch.manual_seed(3)
+    union = attack.run(model, x, y)
+    for rows in (slice(0, 4), slice(4, 9)):
+        torch.manual_seed(3)
+        start = attack.draw_start((2, *x.shape), device=device)[:, rows]
+        part = attack.run(model, x[rows], y[rows], start=start)
+        torch.testing.assert_close(part.deltas, union.deltas[:, rows], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(part.losses, union.losses[:, rows], rtol=1e-5, atol=1e-6)
+
+
+def test_draw_start_depends_on_the_shape_only_and_bad_starts_raise():
+    attack = PGD(eps=0.25, restarts=2)
+    torch.manual_seed(0)
+    a = attack.draw_start((2, 3, 4), dtype=torch.float64)
+    torch.manual_seed(0)
+    b = attack.draw_start((2, 3, 4), dtype=torch.float64)
+    assert torch.equal(a, b) and a.dtype == torch.float64 and a.abs().max() <= 0.25
+    assert torch.equal(PGD(random_start=False, restarts=2).draw_start((2, 3, 4)), torch.zeros(2, 3, 4))
+    with pytest.raises(ValueError, match="shape"):
+        attack.draw_start((6, 4))
+    with pytest.raises(TypeError, match="floating"):
+        attack.draw_start((2, 3, 4), dtype=torch.int64)
+    model = _net()
+    x, y = _data(3)
+    with pytest.raises(ValueError, match="shape"):
+        attack.run(model, x, y, start=torch.zeros(1, *x.shape))
+    with pytest.raises(ValueError, match="non-finite"):
+        attack.run(model, x, y, start=torch.full((2, *x.shape), float("nan")))
+    with pytest.raises(TypeError, match="start"):
+        attack.run(model, x, y, start=[0.0])
 
 
 def test_bad_input_raises():
