@@ -20,7 +20,7 @@ from experiments.checkpoint import CheckpointError, capture_rng, load_checkpoint
 from experiments.cli import RESUME_OVERRIDABLE, ConfigError
 from experiments.evaluate import evaluate
 from experiments.logs import RunLog
-from experiments.shard import ShardedDescentStep
+from minmax.torch.descent import DescentStep
 
 __all__ = ["StopRequested", "Trainer", "build_model_from_config", "new_stats", "restore_model", "run_config"]
 
@@ -117,12 +117,14 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones, config["lr_gamma"])
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config["amp"] == "fp16")
         self.debug_loss = _DebugLoss() if config["debug_nan_at_step"] else None
-        self.step = ShardedDescentStep(
+        # distributed: the attacks' random starts and comb's bits are the union batch's on every rank (the
+        # generator is reseeded identically on every rank before each step), so w processes take the steps
+        # of one process (see minmax.torch.distributed)
+        self.step = DescentStep(
             self.model, config["variant"], eps=config["eps"], step_size=config["step_size"],
             steps=config["steps"], norm=config["threat"], loss=self.debug_loss, normalize=config["normalize"],
             strategy=config["strategy"], amp_dtype=self.amp, scaler=self.scaler if self.scaler.is_enabled()
-            else None, distributed=self.world > 1, total_steps=config["epochs"] * self.steps_per_epoch,
-            rank=self.rank, world_size=self.world)
+            else None, distributed=self.world > 1, total_steps=config["epochs"] * self.steps_per_epoch)
         from minmax.torch.attacks import PGD
 
         self.eval_attack = PGD(eps=config["eps"], alpha=config["eval_step_size"], steps=config["eval_steps"],

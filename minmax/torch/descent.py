@@ -56,6 +56,7 @@ import torch
 from minmax.danskin import steepest_descent
 from minmax.gram import gram
 from minmax.minnorm.certificate import fw_gap
+from minmax.torch import distributed as _dist
 from minmax.torch import gradients as _grads
 from minmax.torch.attacks import FGSM, PGD, AttackResult, worst_case
 
@@ -217,16 +218,15 @@ class DescentStep:
         exactly the direction. On overflow (a non-finite gradient, finite loss) no QP runs, ``p.grad`` is
         filled with NaN, ``scaler.step`` skips the update and ``scaler.update()`` lowers the scale, as usual.
     distributed : bool
-        Average each of the m gradient blocks (and the losses and running statistics) across the ranks of
-        the default process group, weighted by local batch sizes, before the Gram matrix: see
-        :mod:`minmax.torch.distributed`.
+        Take the step of the union of the ranks' batches (see Notes and :mod:`minmax.torch.distributed`).
     total_steps : int, optional
         Length of the m schedule of ddi-decay (required there).
     qp_method : str
         The min-norm-point method (:func:`minmax.min_norm_point`).
     attack : object, optional
         Replaces the variant's attack: ``attack.run(model, x, y) -> AttackResult`` with the restarts the
-        variant needs (m, or 2 for ddi-comb).
+        variant needs (m, or 2 for ddi-comb). Under ``distributed`` an attack with a ``draw_start`` method
+        (as :class:`~minmax.torch.attacks.PGD`) is called as ``run(model, x, y, start=...)``, see Notes.
 
     Notes
     -----
@@ -239,6 +239,29 @@ class DescentStep:
     \alpha \in \Delta} \alpha^\top G \alpha` warm-started at the previous step's α* and
     :math:`\gamma^* = -M\alpha^*/\|M\alpha^*\|` (Theorem 2; Algorithm 1). The linearized robust loss
     :math:`\max_i L_i + \langle g_i, t\gamma^*\rangle` decreases at rate ``slope`` :math:`= -\|M\alpha^*\|`.
+
+    **Distributed** (``distributed=True``, under an initialized default process group; rank r holds a local
+    batch of :math:`B_r` samples, the union batch is their concatenation in rank order). Each step
+    all-gathers the :math:`B_r` once and then, on every rank:
+
+    1. draws the attack's random start of the union batch, ``attack.draw_start((m, ΣB_r, ...))`` — the
+       numbers, and the RNG consumption, of one process on the union batch — and attacks its own rows
+       :math:`o_r \dots o_r + B_r - 1`, :math:`o_r = \sum_{s<r} B_s`, passing them as ``start=``;
+    2. for ddi-comb, draws the k bit-vectors of the union batch and keeps its rows the same way;
+    3. averages each of the m gradient blocks, the m losses and the per-set running-statistics updates
+       across ranks with weights :math:`B_r / \sum_s B_s` (the gradients of the union batch's mean loss);
+    4. solves the same QP and writes the same ``p.grad`` as every other rank.
+
+    *Identical to one process on the union batch* (given the same parameters and, on every rank, the global
+    RNG state of that process — the same seed everywhere): the starts, the bit-vectors, every attack
+    iterate of every sample, the m gradients and losses, α*, the direction and the parameters after the
+    optimizer step, for every variant (pgd, pgd-max, pgd-min, pgd-K', fast, fast-max, ddi, fast-ddi,
+    ddi-comb, ddi-decay), with uneven local batches — up to the rounding of the cross-rank sum (about
+    1e-15 relative per step in float64). *Not identical*: BatchNorm in train mode normalizes with per-rank
+    batch statistics (the running statistics stay equal on all ranks); dropout and other randomness in the
+    model draw per rank; with different RNG states per rank the draws are valid (uniform, independent over
+    samples) but other numbers; and a custom attack without ``draw_start`` draws for its local rows.
+    Without a process group (one process) ``distributed=True`` is the plain step.
 
     Examples
     --------
@@ -341,15 +364,23 @@ class DescentStep:
                else contextlib.nullcontext())
         t0 = self._sync(dev)
         restarts = 2 if fam == "ddi-comb" else (1 if fam in ("pgd", "fast", "pgd-long") else self.current_m())
+        sizes = _dist.batch_sizes(x.shape[0], dev) if self.distributed else None  # once per step
+        attack = self._make_attack(restarts)
         with amp:
-            result = self._make_attack(restarts).run(self.model, x, y)
+            if sizes is not None and hasattr(attack, "draw_start"):
+                # the union batch's start, drawn as one process draws it; this rank keeps its rows
+                union = (restarts, sum(sizes), *x.shape[1:])
+                start = attack.draw_start(union, device=dev, dtype=x.dtype)[:, _dist.local_rows(sizes)]
+                result = attack.run(self.model, x, y, start=start)
+            else:
+                result = attack.run(self.model, x, y)
         if not isinstance(result, AttackResult) or result.deltas.shape[0] != restarts:
             raise ValueError(f"{self.spec.name} needs an attack with {restarts} restarts")
         x = x.detach()
         if fam in ("pgd-max", "fast-max"):
             sets = (x + worst_case(result)).unsqueeze(0)
         elif fam == "ddi-comb":
-            bits = self._bits(self.spec.m, x.shape[0], dev)
+            bits = self._bits(self.spec.m, x.shape[0], dev, sizes)
             pick = bits.view(*bits.shape, *([1] * (x.ndim - 1))).bool()
             sets = x + torch.where(pick, result.deltas[1].unsqueeze(0), result.deltas[0].unsqueeze(0))
         else:
@@ -364,9 +395,7 @@ class DescentStep:
         sg = self._gradients(sets, y.to(dev), scale)
         blocks, losses, buffers = sg.blocks, sg.losses, sg.buffers
         if self.distributed:
-            from minmax.torch import distributed as _dist
-
-            blocks, losses, buffers = _dist.average_sets(blocks, losses, buffers, x.shape[0])
+            blocks, losses, buffers = _dist.average_sets(blocks, losses, buffers, x.shape[0], sizes)
         losses_np = losses.double().cpu().numpy()
         if not np.all(np.isfinite(losses_np)):
             bad = [i for i, v in enumerate(losses_np) if not np.isfinite(v)]
@@ -440,15 +469,13 @@ class DescentStep:
             self._fallback = "loop"
             return _grads.set_gradients(self.model, sets, y, strategy="loop", **kwargs)
 
-    def _bits(self, k: int, batch: int, device) -> torch.Tensor:
+    def _bits(self, k: int, batch: int, device, sizes) -> torch.Tensor:
         """k random bit-vectors over the batch (Appendix B.4.1): bit 1 takes attack 2 for that sample.
 
         Drawn from the global torch RNG (CPU generator, so the draw does not depend on the device). Under
-        ``distributed`` rank 0 draws the bits of the union batch and broadcasts them; each rank keeps its
-        slice, so the k batches are exactly those one process would assemble.
+        ``distributed`` every rank draws the bits of the union batch and keeps its rows
+        (:func:`minmax.torch.distributed.shared_bits`), so the k batches are those one process assembles.
         """
-        if not self.distributed:
+        if sizes is None:
             return torch.randint(0, 2, (k, batch)).to(device)
-        from minmax.torch import distributed as _dist
-
-        return _dist.shared_bits(k, batch, device)
+        return _dist.shared_bits(k, batch, device, sizes)

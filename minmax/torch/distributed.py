@@ -15,15 +15,25 @@ Exactness, and where it needs care
   scored on that sample alone.
 * **pgd-min picks by the averaged norms**: it picks from the Gram matrix of the averaged blocks, i.e. the
   union-batch gradients, identically on every rank.
-* **ddi-comb's bit-vectors must be the union batch's**: rank 0 draws k bit-vectors over the union batch
-  from its global RNG and broadcasts them; rank r keeps its slice (:func:`shared_bits`). One process with the
-  same RNG state draws exactly the same bits.
-* **Attack random starts** come from each rank's RNG over the local batch; they are distributed like a
-  single process's but are not the same numbers (the equality test uses a deterministic attack).
+* **Random numbers are the union batch's.** Every random draw of a step that depends on the batch — the
+  attack's random start (:meth:`minmax.torch.attacks.PGD.draw_start`, shape ``(m, B, ...)``) and ddi-comb's
+  k bit-vectors (:func:`shared_bits`) — is drawn on every rank for the whole union batch of
+  :math:`B = \sum_r B_r` samples, and rank r keeps its rows :math:`o_r, \dots, o_r + B_r - 1` with
+  :math:`o_r = \sum_{s<r} B_s` (:func:`local_rows`). Every rank thus consumes its global RNG exactly as one
+  process does on the union batch, and when the ranks' generators are in the single process's state (the
+  same seed on every rank, as ``experiments.train`` does), every sample gets the very numbers one process
+  gives it. With different states (e.g. a seed per rank) the draws are still uniform and independent
+  across samples, merely not the same numbers. The cost is one draw of ``m·B`` start images per step on
+  every rank; the attack itself runs on the local rows only.
+* **Randomness inside the model** (dropout) draws per rank, for the local batch.
 * **BatchNorm** normalizes with per-rank batch statistics (as DDP does without SyncBatchNorm); the running
   statistics' per-set updates are averaged like the gradients, so all ranks keep identical buffers. Exact
   equality with one process therefore holds for models without BatchNorm in train mode (GroupNorm, the
-  paper's choice).
+  paper's choice) and without dropout.
+* **Rounding**: the cross-rank average sums the ranks' weighted blocks in another order than one process
+  sums its batch, so the parameters agree up to the rounding of that sum (about 1e-15 relative in float64
+  per step); an attack could in principle branch differently where it compares nearly equal numbers (a
+  gradient coordinate's sign at zero, tied losses).
 """
 
 from __future__ import annotations
@@ -34,8 +44,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "all_reduce_mean", "average_sets", "broadcast_parameters", "cleanup", "is_main",
-           "setup", "shared_bits"]
+__all__ = ["DistInfo", "all_reduce_mean", "average_sets", "batch_sizes", "broadcast_parameters", "cleanup",
+           "is_main", "local_rows", "setup", "shared_bits"]
 
 
 @dataclass(frozen=True)
@@ -113,25 +123,52 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def _batch_sizes(batch: int, device) -> list[int]:
+def batch_sizes(batch: int, device) -> list[int]:
+    """The local batch sizes of all ranks, in rank order (one all-gather); ``[batch]`` in a single process.
+
+    :class:`minmax.torch.descent.DescentStep` gathers them once per step and passes them to
+    :func:`local_rows`, :func:`average_sets` and :func:`shared_bits`.
+    """
+    if not _active():
+        return [int(batch)]
     local = torch.tensor([batch], device=device, dtype=torch.int64)
     sizes = [torch.zeros_like(local) for _ in range(dist.get_world_size())]
     dist.all_gather(sizes, local)
     return [int(s) for s in sizes]
 
 
-def average_sets(blocks, losses, buffers, batch: int):
+def local_rows(sizes) -> slice:
+    """This rank's rows of the union batch: ``slice(o_r, o_r + B_r)``, ``o_r`` the sum of lower ranks' sizes.
+
+    Raises
+    ------
+    ValueError
+        If ``sizes`` does not hold one batch size per rank.
+
+    Examples
+    --------
+    >>> local_rows([5])  # a single process holds the whole batch
+    slice(0, 5, None)
+    """
+    rank, world = (dist.get_rank(), dist.get_world_size()) if _active() else (0, 1)
+    if len(sizes) != world:
+        raise ValueError(f"sizes must hold one batch size per rank ({world}), got {list(sizes)}")
+    start = sum(sizes[:rank])
+    return slice(start, start + sizes[rank])
+
+
+def average_sets(blocks, losses, buffers, batch: int, sizes=None):
     r"""Batch-size-weighted average across ranks of the m gradient blocks, losses and per-set buffers.
 
     Rank r contributes with weight :math:`B_r / \sum_s B_s`, so the result is the gradient (loss) of the
     mean loss over the union batch. Floating buffers (running statistics) are averaged the same way, integer
     buffers are equal on every rank. Works in place on the given tensors; returns ``(blocks, losses,
-    buffers)``. A single process returns them unchanged.
+    buffers)``. ``sizes``: the ranks' batch sizes from :func:`batch_sizes` (gathered here when None). A
+    single process returns them unchanged.
     """
     if not _active():
         return blocks, losses, buffers
-    device = losses.device
-    sizes = _batch_sizes(batch, device)
+    sizes = batch_sizes(batch, losses.device) if sizes is None else sizes
     w = batch / sum(sizes)
     tensors = [*blocks, losses, *[b for b in (buffers or {}).values() if b.is_floating_point()]]
     for t in tensors:
@@ -140,20 +177,12 @@ def average_sets(blocks, losses, buffers, batch: int):
     return blocks, losses, buffers
 
 
-def shared_bits(k: int, batch: int, device) -> torch.Tensor:
-    """This rank's slice of k bit-vectors over the union batch, drawn by rank 0 (see the module notes).
+def shared_bits(k: int, batch: int, device, sizes=None) -> torch.Tensor:
+    """This rank's rows of k random bit-vectors over the union batch (ddi-comb; see the module notes).
 
-    Returns an int64 tensor ``(k, batch)`` on ``device``. Rank 0 draws ``torch.randint(0, 2, (k, B))``
-    from the global CPU RNG, as one process does for a batch of B.
+    Returns an int64 tensor ``(k, batch)`` on ``device``: every rank draws ``torch.randint(0, 2, (k, B))``
+    for the union batch of B samples from the global CPU RNG, as one process does for a batch of B, and
+    keeps its rows (:func:`local_rows`). ``sizes``: as in :func:`average_sets`.
     """
-    if not _active():
-        return torch.randint(0, 2, (k, batch)).to(device)
-    sizes = _batch_sizes(batch, device)
-    rank = dist.get_rank()
-    if rank == 0:
-        bits = torch.randint(0, 2, (k, sum(sizes))).to(device)
-    else:
-        bits = torch.empty((k, sum(sizes)), dtype=torch.int64, device=device)
-    dist.broadcast(bits, src=0)
-    start = sum(sizes[:rank])
-    return bits[:, start:start + batch]
+    sizes = batch_sizes(batch, device) if sizes is None else sizes
+    return torch.randint(0, 2, (k, sum(sizes)))[:, local_rows(sizes)].to(device)

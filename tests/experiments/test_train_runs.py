@@ -199,8 +199,8 @@ def test_two_process_gloo_run_matches_the_single_process_run(tmp_path):
     a = load_checkpoint(os.path.join(single, "checkpoints", "last.pt"))
     b = load_checkpoint(os.path.join(double, "checkpoints", "last.pt"))
     assert len(b["rng"]) == 2  # one generator state per rank
-    # the same steps up to the rounding of the cross-rank average (per-rank random starts move the weights
-    # by ~5e-2 here, measured: see test_rank_chunks_draw_the_single_process_start)
+    # the same steps up to the rounding of the cross-rank average: every rank draws the union batch's random
+    # starts (per-rank starts would move the weights by ~5e-2 here; tests/torch/test_distributed.py)
     for key, value in a["model"].items():
         torch.testing.assert_close(b["model"][key], value, rtol=1e-4, atol=1e-5)
     for ra, rb in zip(_rows(single), _rows(double), strict=True):

@@ -12,17 +12,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from minmax.torch import distributed
-from minmax.torch.attacks import PGD, AttackResult
+from minmax.torch.attacks import AttackResult
 from minmax.torch.descent import DescentStep
 
 SIZES = (5, 3)  # uneven local batches: the average must weight ranks by batch size
-VARIANTS = ("pgd", "pgd-max-3", "pgd-min-3", "ddi-3", "ddi-comb-3")
+# The variants' own attacks, with random starts (the default): every rank draws the union batch's start.
+VARIANTS = ("pgd", "pgd-max-3", "pgd-min-3", "ddi-3", "ddi-comb-3", "fast-ddi-3", "ddi-decay-3")
+CUSTOM = "ddi-3/custom"  # an attack without draw_start: called as run(model, x, y)
 STEPS = 3
 
 
 class SampleWiseAttack:
     """Deterministic per-sample perturbations, distinct per restart: the same sample gets the same
-    perturbation whichever process and batch it is in (random starts would differ across layouts)."""
+    perturbation whichever process and batch it is in."""
 
     def __init__(self, restarts: int):
         self.restarts = restarts
@@ -35,12 +37,6 @@ class SampleWiseAttack:
             losses = torch.stack([F.cross_entropy(model(x + d), y, reduction="none") for d in deltas])
         model.train(mode)
         return AttackResult(deltas, losses)
-
-
-def _attack(variant):
-    if variant == "pgd":
-        return PGD(steps=2, random_start=False)  # per-sample deterministic from a zero start
-    return SampleWiseAttack(2 if variant.startswith("ddi-comb") else 3)
 
 
 def _net():
@@ -60,17 +56,18 @@ def _train(variant, *, rank=None):
     net = _net()
     if rank is not None:
         distributed.broadcast_parameters(net)
-    torch.manual_seed(11)  # the global RNG of rank 0 and of the single process: ddi-comb's bit-vectors
-    step = DescentStep(net, variant, attack=_attack(variant), distributed=rank is not None)
+    torch.manual_seed(11)  # every rank's global RNG in the single process's state
+    kwargs = {"attack": SampleWiseAttack(3)} if variant == CUSTOM else {"total_steps": STEPS}
+    step = DescentStep(net, variant.split("/")[0], steps=2, distributed=rank is not None, **kwargs)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, weight_decay=5e-4)
-    lo = 0 if rank is None else sum(SIZES[:rank])
-    hi = sum(SIZES) if rank is None else lo + SIZES[rank]
+    rows = slice(None) if rank is None else slice(sum(SIZES[:rank]), sum(SIZES[:rank + 1]))
     losses = []
     for x, y in _batches():
-        rec = step(x[lo:hi], y[lo:hi])
+        rec = step(x[rows], y[rows])
         opt.step()
         losses.append(rec.losses)
-    return [p.detach().clone() for p in net.parameters()], losses
+    # the RNG's state after the run: every rank consumed it as the single process did
+    return [p.detach().clone() for p in net.parameters()], losses, torch.get_rng_state()
 
 
 def _worker(rank, port, out):
@@ -80,7 +77,7 @@ def _worker(rank, port, out):
     info = distributed.setup(backend="gloo")  # CPU even where CUDA is present
     assert info.world_size == len(SIZES) and info.device.type == "cpu"
     assert distributed.is_main() == (rank == 0)
-    results = {v: _train(v, rank=rank) for v in VARIANTS}
+    results = {v: _train(v, rank=rank) for v in (*VARIANTS, CUSTOM)}
     torch.save(results, f"{out}.{rank}")
     distributed.cleanup()
 
@@ -96,20 +93,42 @@ def test_two_processes_take_the_union_batch_step(tmp_path):
     # fork: no re-import of torch in the children (spawn costs ~10 s on a small machine)
     mp.start_processes(_worker, args=(_free_port(), out), nprocs=len(SIZES), join=True, start_method="fork")
     ranks = [torch.load(f"{out}.{r}") for r in range(len(SIZES))]
-    for variant in VARIANTS:
-        params, losses = _train(variant)
+    for variant in (*VARIANTS, CUSTOM):
+        params, losses, rng = _train(variant)
         for r, res in enumerate(ranks):
-            got_params, got_losses = res[variant]
+            got_params, got_losses, got_rng = res[variant]
             for p, q in zip(got_params, params, strict=True):
                 torch.testing.assert_close(p, q, rtol=1e-11, atol=1e-13, msg=f"{variant}, rank {r}")
-            torch.testing.assert_close(torch.tensor(got_losses), torch.tensor(losses), rtol=1e-11, atol=0)
+            for a, b in zip(got_losses, losses, strict=True):  # ddi-decay: m changes over the steps
+                torch.testing.assert_close(torch.tensor(a), torch.tensor(b), rtol=1e-11, atol=0)
+            assert torch.equal(got_rng, rng), f"{variant}, rank {r}"
         assert not torch.equal(params[0], _net()[0].weight)  # the steps did move the parameters
+
+
+def test_the_random_starts_matter():
+    """The comparison above can fail: a different draw of the starts gives other parameters."""
+    params, _, _ = _train("ddi-3")
+    torch.manual_seed(12)
+    step = DescentStep(_net(), "ddi-3", steps=2)
+    net = step.model
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, weight_decay=5e-4)
+    for x, y in _batches():
+        step(x, y)
+        opt.step()
+    assert not torch.allclose(net[0].weight, params[0], rtol=1e-6, atol=1e-8)
 
 
 def test_single_process_helpers_are_no_ops():
     t = [torch.ones(3)]
     assert distributed.all_reduce_mean(t)[0].tolist() == [1.0, 1.0, 1.0]
     assert distributed.is_main()
+    assert distributed.batch_sizes(4, "cpu") == [4] and distributed.local_rows([4]) == slice(0, 4)
+    with pytest.raises(ValueError, match="one batch size per rank"):
+        distributed.local_rows([4, 4])
+    torch.manual_seed(1)
+    bits = distributed.shared_bits(2, 5, "cpu")
+    torch.manual_seed(1)
+    assert torch.equal(bits, torch.randint(0, 2, (2, 5)))
     if "WORLD_SIZE" not in os.environ:
         info = distributed.setup(backend="gloo")
         assert (info.rank, info.world_size, info.device.type) == (0, 1, "cpu")
