@@ -27,7 +27,6 @@ References
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from minmax.torch._checks import positive_float, positive_int, set_eval, validate_batch, validate_start
 from minmax.torch.projections import expand as _expand
 from minmax.torch.projections import norms as _norms
 from minmax.torch.projections import project
@@ -199,14 +199,14 @@ class PGD:
         eval_mode: bool = True,
         keep_best: bool = True,
     ) -> None:
-        self.eps = _positive_float(eps, "eps")
-        self.alpha = _positive_float(alpha, "alpha")
-        self.steps = _positive_int(steps, "steps")
-        self.restarts = _positive_int(restarts, "restarts")
+        self.eps = positive_float(eps, "eps")
+        self.alpha = positive_float(alpha, "alpha")
+        self.steps = positive_int(steps, "steps")
+        self.restarts = positive_int(restarts, "restarts")
         if norm not in NORMS:
             raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
         self.norm = norm
-        self.decay_after = None if decay_after is None else _positive_int(decay_after, "decay_after")
+        self.decay_after = None if decay_after is None else positive_int(decay_after, "decay_after")
         if isinstance(loss, str):
             if loss != "ce":
                 raise ValueError(f"unknown loss {loss!r}; expected 'ce' or a callable (logits, y) -> (N,)")
@@ -282,7 +282,7 @@ class PGD:
         shape = tuple(shape)
         if len(shape) < 3 or not all(isinstance(n, numbers.Integral) and n >= 1 for n in shape):
             raise ValueError(f"shape must be (restarts, B, *x.shape[1:]) with positive sizes, got {shape}")
-        if not dtype.is_floating_point:
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating dtype, got {dtype}")
         if not self.random_start:
             return torch.zeros(shape, device=device, dtype=dtype)
@@ -329,12 +329,12 @@ class PGD:
         RuntimeError
             If called under :func:`torch.inference_mode` (attacks need autograd).
         """
-        x, y = _validate_batch(x, y)
+        x, y = validate_batch(x, y)
         if start is not None:
-            start = self._validate_start(start, x)
+            start = validate_start(start, x, self.restarts)
         if torch.is_inference_mode_enabled():
             raise RuntimeError("attacks need autograd: call them outside torch.inference_mode()")
-        modes = _set_eval(model) if self.eval_mode else None
+        modes = set_eval(model) if self.eval_mode else None
         try:
             with torch.enable_grad():
                 return self._run(model, x, y, start)
@@ -373,20 +373,6 @@ class PGD:
         return AttackResult(
             deltas=best_delta.detach().reshape(shape), losses=best_loss.detach().reshape(m, B)
         )
-
-    def _validate_start(self, start, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(start, torch.Tensor):
-            raise TypeError(f"start must be a torch.Tensor or None, got {type(start).__name__}")
-        if not start.is_floating_point():
-            raise TypeError(f"start must be floating point, got dtype {start.dtype}")
-        shape = (self.restarts, x.shape[0], *x.shape[1:])
-        if tuple(start.shape) != shape:
-            raise ValueError(f"start must have shape (restarts, B, *x.shape[1:]) = {shape}, got "
-                             f"{tuple(start.shape)}")
-        start = start.detach().to(device=x.device, dtype=x.dtype)
-        if not bool(torch.isfinite(start).all()):
-            raise ValueError("start has non-finite entries (nan or inf)")
-        return start
 
     def _loss_and_grad(self, model, xs, ys, delta, *, need_grad: bool):
         if not need_grad:
@@ -472,58 +458,3 @@ class FGSM(PGD):
             eps=eps, alpha=alpha, steps=1, norm=norm, restarts=restarts, random_start=random_start,
             decay_after=None, loss=loss, eval_mode=eval_mode, keep_best=keep_best,
         )
-
-
-# -- helpers ---------------------------------------------------------------------------------------------
-
-
-def _set_eval(model) -> list | None:
-    """Put ``model`` in eval mode; return every submodule's previous mode, to restore exactly."""
-    if not isinstance(model, torch.nn.Module):
-        return None
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    return modes
-
-
-def _validate_batch(x, y) -> tuple[torch.Tensor, torch.Tensor]:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"x must be floating point (images in [0, 1]), got dtype {x.dtype}")
-    if x.dim() < 2 or x.shape[0] == 0 or x[0].numel() == 0:
-        raise ValueError(f"x must be a non-empty batch of shape (B, ...), got shape {tuple(x.shape)}")
-    if y.dim() < 1 or y.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"x and y must have the same batch size: x has shape {tuple(x.shape)}, "
-            f"y has shape {tuple(y.shape)}"
-        )
-    if x.is_inference():  # a tensor made under inference_mode cannot enter autograd; a copy can
-        x = x.clone()
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError("x has non-finite entries (nan or inf); inputs must be finite and in [0, 1]")
-    lo, hi = torch.aminmax(x)
-    if lo < 0 or hi > 1:
-        raise ValueError(
-            f"x must lie in [0, 1] (normalization belongs inside the model), got values in [{float(lo):.6g}, "
-            f"{float(hi):.6g}]"
-        )
-    return x.detach(), y.to(x.device)
-
-
-def _positive_float(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return float(value)
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
