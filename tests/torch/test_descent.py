@@ -187,6 +187,21 @@ def test_every_variant_writes_fresh_gradient_into_every_parameter(name):
     assert parse_variant(name).family in VARIANTS
 
 
+@pytest.mark.parametrize("name", ["pgd", "ddi-comb-3", "fast-ddi-2"])
+def test_distributed_without_a_process_group_is_the_plain_step(name):
+    """One process with distributed=True draws the (union = local) start itself: the same step exactly."""
+    x, y = _batch()
+    grads, states = [], []
+    for dist in (False, True):
+        net = _net()
+        torch.manual_seed(4)
+        DescentStep(net, name, steps=2, distributed=dist)(x, y)
+        grads.append([p.grad.clone() for p in net.parameters()])
+        states.append(torch.get_rng_state())
+    assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
+    assert torch.equal(*states)
+
+
 def test_pgd_running_statistics_are_those_of_plain_training():
     net = _net("batch")
     x, y = _batch()
