@@ -12,6 +12,10 @@ Examples
 
     python -m experiments.plot runs/paper-ddi runs/paper-pgd --out figure4.png
     python -m experiments.plot runs/* --metric val_robust_acc --clean --out curves.png
+    python -m experiments.plot --final runs/paper-ddi runs/paper-pgd --out final.png
+
+``--final`` draws instead the final comparison of the runs (clean against AutoAttack accuracy, best and last
+checkpoints) from the reports of ``python -m experiments.evaluate``; see :mod:`experiments.compare`.
 """
 
 from __future__ import annotations
@@ -130,8 +134,17 @@ def main(argv=None) -> int:
     parser.add_argument("--clean", action="store_true", help="also draw the clean accuracy, dashed")
     parser.add_argument("--labels", help="comma-separated legend labels, one per run")
     parser.add_argument("--title", help="figure title")
+    parser.add_argument("--final", action="store_true",
+                        help="final comparison instead: clean vs AutoAttack accuracy, best and last "
+                             "checkpoints, from the reports of experiments.evaluate (RUN_DIR or report.json)")
+    parser.add_argument("--final-metric", choices=("auto", "autoattack", "pgd", "worst-case"), default="auto",
+                        help="robust accuracy of --final (auto: AutoAttack if every report has it, else PGD)")
     args = parser.parse_args(argv)
     labels = args.labels.split(",") if args.labels else None
+    if args.final:
+        from experiments.compare import main_final
+
+        return main_final(args.runs, args.out, metric=args.final_metric, labels=labels, title=args.title)
     if labels and len(labels) != len(args.runs):
         parser.error(f"--labels has {len(labels)} entries for {len(args.runs)} runs")
     try:
