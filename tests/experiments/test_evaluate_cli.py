@@ -193,3 +193,25 @@ def test_bad_command_lines_exit_with_a_message(run, argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([os.path.join(run, "checkpoints", "best.pt"), *argv])
     assert exit_info.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+def test_final_comparison_plot_has_one_point_per_run_and_checkpoint(run, evaluated, tmp_path, capsys):
+    from experiments import compare, plot
+
+    code, _, err = _run([os.path.join(run, "checkpoints", "last.pt"), *FAST])
+    assert code == 0, err
+    other = str(tmp_path / "report-l2.json")
+    assert _run([os.path.join(run, "checkpoints", "last.pt"), *FAST, "--norm", "l2", "--out", other])[0] == 0
+    out = str(tmp_path / "final.png")
+    assert plot.main(["--final", run, "--out", out]) == 0
+    assert os.path.getsize(out) > 0 and "wrote" in capsys.readouterr().out
+    points, metric = compare.load_points([run])
+    assert metric == "pgd" and sorted(p["checkpoint"] for p in points) == ["best", "last"]
+    for p in points:
+        with open(p["path"]) as f:
+            report = json.load(f)
+        assert (p["clean"], p["robust"]) == (float(report["clean_acc"]), float(report["pgd_acc"]))
+    assert plot.main(["--final", run, other, "--out", out]) == 2  # Linf and L2 are not one comparison
+    assert "different threat models" in capsys.readouterr().err
+    assert plot.main(["--final", str(tmp_path / "empty"), "--out", out]) == 2
+    assert "experiments.evaluate" in capsys.readouterr().err
