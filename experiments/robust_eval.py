@@ -168,7 +168,8 @@ def run_attacks(model, data, settings: dict, *, n: int, batch_size: int, seed: i
     Parameters
     ----------
     model : torch.nn.Module
-        In eval mode, on the device the batches should go to (its first parameter's; CPU if it has none).
+        On the device the batches should go to (its first parameter's; CPU if it has none). Put in eval mode
+        for the evaluation, its mode restored after.
     data : experiments.data.ImageSet
         The split.
     settings : dict
@@ -187,22 +188,36 @@ def run_attacks(model, data, settings: dict, *, n: int, batch_size: int, seed: i
         As in the report (:func:`experiments.report.summarize`,
         :func:`experiments.report.checks_and_warnings`).
     warnings : list of str
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not between 1 and ``len(data)``.
+    AutoAttackUnavailable
+        If ``settings`` names AutoAttack and ``pyautoattack`` is not installed.
     """
     from tqdm.auto import tqdm
 
+    if not 0 < n <= len(data):
+        raise ValueError(f"cannot evaluate {n} examples of a split of {len(data)}")
     partial = partial if partial is not None else R.Partial(None, {})
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    with tqdm(total=n, unit="ex", desc="evaluate", disable=not progress, dynamic_ncols=True) as bar:
-        for b, start in enumerate(range(0, n, batch_size)):
-            stop = min(start + batch_size, n)
-            if not partial.done(b):
-                x, y = data.batch(range(start, stop), device)
-                partial.save(b, _evaluate_batch(model, x, y, settings, seed, b))
-            bar.update(stop - start)
-            if progress:
-                running, _ = R.summarize(partial, settings)
-                bar.set_postfix({k: f"{100 * running[k]['robust_acc']:.1f}%" for k in
-                                 ("clean", "pgd", "autoattack") if k in running})
+    was_training = model.training
+    model.eval()  # the attacks do this themselves; the clean pass and AutoAttack need it too
+    try:
+        with tqdm(total=n, unit="ex", desc="evaluate", disable=not progress, dynamic_ncols=True) as bar:
+            for b, start in enumerate(range(0, n, batch_size)):
+                stop = min(start + batch_size, n)
+                if not partial.done(b):
+                    x, y = data.batch(range(start, stop), device)
+                    partial.save(b, _evaluate_batch(model, x, y, settings, seed, b))
+                bar.update(stop - start)
+                if progress:
+                    running, _ = R.summarize(partial, settings)
+                    bar.set_postfix({k: f"{100 * running[k]['robust_acc']:.1f}%" for k in
+                                     ("clean", "pgd", "autoattack") if k in running})
+    finally:
+        model.train(was_training)
     results, flags = R.summarize(partial, settings)
     for name in settings:
         results[name]["seconds"] = sum(r.get("time:" + name, 0.0) for r in partial.batches.values())
@@ -268,6 +283,9 @@ def main(argv=None) -> int:
     args.step_size = args.step_size or args.eps / 4
     data = splits[args.split]
     n = len(data) if args.n_examples == 0 else min(args.n_examples, len(data))
+    if n == 0:
+        print(f"error: the {args.split} split of this run is empty", file=sys.stderr)
+        return EXIT_USAGE
     settings = _settings(args, attacks, data.input_shape)
     out = args.out or f"{os.path.splitext(args.checkpoint)[0]}.robustness-{args.norm}.json"
     key = {"checkpoint_sha256": R.file_sha256(args.checkpoint), "split": args.split, "n": n,
