@@ -227,7 +227,8 @@ _TITLES = {"clean": "clean", "pgd-ce": "PGD (cross-entropy)", "pgd-cw": "PGD (CW
 
 def _describe(name: str, entry: dict) -> str:
     if name.startswith("pgd-"):
-        return (f"{entry['steps']} steps x {entry['restarts']} restarts, step {entry['step_size']:.4g}"
+        restarts = f"{entry['restarts']} restart" + ("s" if entry["restarts"] != 1 else "")
+        return (f"{entry['steps']} steps x {restarts}, step {entry['step_size']:.4g}"
                 + (f", eps {entry['eps']:.4g}" if name == "large-eps" else ""))
     if name == "large-eps":
         return f"PGD-{entry['steps']}, eps {entry['eps']:.4g}"

@@ -33,6 +33,16 @@ The checks (Carlini et al., "On evaluating adversarial robustness", 2019):
 
 AutoAttack's own checks (randomized defense, zero gradients, Square beating APGD) are added to the
 warnings. Any warning marks the report ``"unreliable": true``.
+
+References
+----------
+.. [1] Croce, Hein. "Reliable evaluation of adversarial robustness with an ensemble of diverse
+   parameter-free attacks." ICML 2020.
+.. [2] Croce, Andriushchenko, Sehwag, Debenedetti, Flammarion, Chiang, Mittal, Hein. "RobustBench: a
+   standardized adversarial robustness benchmark." NeurIPS Datasets and Benchmarks 2021.
+.. [3] Carlini, Athalye, Papernot, Brendel, Rauber, Tsipras, Goodfellow, Madry, Kurakin. "On evaluating
+   adversarial robustness." arXiv:1902.06705, 2019.
+.. [4] Carlini, Wagner. "Towards evaluating the robustness of neural networks." IEEE S&P 2017.
 """
 
 from __future__ import annotations
@@ -54,6 +64,14 @@ CHECKS = ("pgd-weak", "large-eps", "blackbox")
 _IDS = {name: i + 1 for i, name in enumerate(ATTACKS)}  # seed streams: one per attack
 DEFAULT_EPS = {"linf": 8 / 255, "l2": 0.5}  # RobustBench's CIFAR10 threat models
 EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130
+
+DESCRIPTION = """\
+Measure the robustness of a checkpoint of experiments.train the way reviewers expect: clean accuracy,
+PGD-K with R restarts (cross-entropy and CW margin losses, worst case per example), AutoAttack (standard
+version, needs pip install 'minmax[autoattack]'), and three checks against gradient masking (a weaker vs
+the stronger PGD, a large eps, a black-box random search). Writes a RobustBench-style JSON report and a
+Markdown table beside the checkpoint; an interrupted evaluation continues where it stopped when rerun.
+"""
 
 EPILOG = """\
 attacks (--attacks, comma-separated): pgd-ce, pgd-cw, autoattack, and the checks pgd-weak, large-eps,
@@ -77,24 +95,26 @@ def _fraction(text):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments.evaluate", epilog=EPILOG,
-                                     description=__doc__.split("\n\n")[0].split(": ", 1)[1],
+                                     description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
     add("checkpoint", metavar="CHECKPOINT", help="best.pt or last.pt written by experiments.train")
-    add("--n-examples", type=int, default=1000,
+    add("--n-examples", type=int, default=1000, metavar="N",
         help="first N examples of the split (0: all; RobustBench uses all 10000 of CIFAR10) (default: 1000)")
     add("--split", choices=("test", "val"), default="test", help="which split of the run (default: test)")
     add("--data-root", help="dataset folder, if not where the run found it")
-    add("--batch-size", type=int, default=256, help="evaluation batch size (default: 256)")
+    add("--batch-size", type=int, default=256, metavar="B", help="evaluation batch size (default: 256)")
     add("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
     add("--norm", choices=("linf", "l2"), help="threat model (default: the run's)")
     add("--eps", type=_fraction, help="radius, e.g. 8/255 (default: the run's for its norm, else 8/255 in "
                                       "linf and 0.5 in l2)")
-    add("--steps", type=int, default=50, help="PGD steps K (default: 50)")
-    add("--restarts", type=int, default=5, help="PGD random restarts R, worst case per example (default: 5)")
+    add("--steps", type=int, default=50, metavar="K", help="PGD steps K (default: 50)")
+    add("--restarts", type=int, default=5, metavar="R",
+        help="PGD random restarts R, worst case per example (default: 5)")
     add("--step-size", type=_fraction, help="PGD step size (default: eps/4)")
-    add("--attacks", default="all", help="what to run, see below (default: all)")
-    add("--blackbox-queries", type=int, default=1000, help="queries of the black-box check (default: 1000)")
+    add("--attacks", default="all", metavar="LIST", help="what to run, see below (default: all)")
+    add("--blackbox-queries", type=int, default=1000, metavar="Q",
+        help="queries of the black-box check (default: 1000)")
     add("--seed", type=int, default=0, help="seed of every attack's random choices (default: 0)")
     add("--out", metavar="REPORT.json",
         help="report path (default: CHECKPOINT_STEM.robustness-NORM.json beside the checkpoint; the Markdown "
@@ -244,7 +264,8 @@ def _architecture(config: dict) -> str:
     net = config.get("net", "?")
     if net == "mlp":
         net += " " + "-".join(str(h) for h in config.get("hidden", ()))
-    return f"{net} ({config.get('activation')}, {config.get('norm')} norm)"
+    norm = "no" if config.get("norm") == "none" else config.get("norm")
+    return f"{net} ({config.get('activation')}, {norm} norm)"
 
 
 def main(argv=None) -> int:
