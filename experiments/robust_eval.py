@@ -151,7 +151,7 @@ def _settings(args, attacks, input_shape) -> dict:
     return {"clean": {}, **{name: table[name] for name in attacks}}
 
 
-def _evaluate_batch(model, x, y, settings: dict, seed: int, b: int) -> dict:
+def _evaluate_batch(model, x, y, settings: dict, seed: int, b: int, *, status=None) -> dict:
     from experiments.data import derive_seed
 
     record, messages = {}, []
@@ -159,6 +159,8 @@ def _evaluate_batch(model, x, y, settings: dict, seed: int, b: int) -> dict:
         correct = model(x).argmax(dim=1) == y
     record["clean"] = correct
     for name, s in settings.items():
+        if status is not None:
+            status(name)
         start = time.perf_counter()
         seeds = [derive_seed(seed, b, _IDS.get(name, 0), r) for r in range(s.get("restarts", 1))]
         if name.startswith("pgd-") or name == "large-eps":
@@ -230,12 +232,14 @@ def run_attacks(model, data, settings: dict, *, n: int, batch_size: int, seed: i
                 stop = min(start + batch_size, n)
                 if not partial.done(b):
                     x, y = data.batch(range(start, stop), device)
-                    partial.save(b, _evaluate_batch(model, x, y, settings, seed, b))
+                    status = (lambda name: bar.set_description(f"evaluate: {name}")) if progress else None
+                    partial.save(b, _evaluate_batch(model, x, y, settings, seed, b, status=status))
                 bar.update(stop - start)
                 if progress:
                     running, _ = R.summarize(partial, settings)
-                    bar.set_postfix({k: f"{100 * running[k]['robust_acc']:.1f}%" for k in
-                                     ("clean", "pgd", "autoattack") if k in running})
+                    shown = ("clean", "pgd", "autoattack") if "pgd" in running else ("clean", "pgd-ce",
+                                                                                      "pgd-cw", "autoattack")
+                    bar.set_postfix({k: f"{100 * running[k]['robust_acc']:.1f}%" for k in shown if k in running})
     finally:
         model.train(was_training)
     results, flags = R.summarize(partial, settings)

@@ -95,6 +95,22 @@ def test_report_files_exist_parse_and_hold_the_numbers_printed(evaluated):
     assert curve[-1] == results["pgd-ce"]["robust_acc"]
 
 
+def test_more_restarts_never_report_higher_robust_accuracy(evaluated, tmp_path):
+    checkpoint, _ = evaluated
+    with open(os.path.splitext(checkpoint)[0] + ".robustness-linf.json") as f:
+        three = json.load(f)["results"]
+    out = str(tmp_path / "one.json")
+    argv = [checkpoint, *FAST, "--out", out]
+    argv[argv.index("--restarts") + 1] = "1"
+    assert _run(argv)[0] == 0
+    with open(out) as f:
+        one = json.load(f)["results"]
+    for name in ("pgd-ce", "pgd-cw"):  # the same seed: the 1-restart run is the first restart of the 3
+        assert one[name]["robust_acc_by_restarts"] == three[name]["robust_acc_by_restarts"][:1]
+        assert three[name]["robust"] <= one[name]["robust"]
+    assert three["pgd"]["robust"] <= one["pgd"]["robust"]
+
+
 def test_at_eps_one_robust_accuracy_is_zero(run, tmp_path):
     checkpoint = os.path.join(run, "checkpoints", "last.pt")
     code, _, err = _run([checkpoint, "--eps", "1", "--n-examples", "48", "--steps", "10", "--restarts", "1",
@@ -113,19 +129,19 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped_with_the_same_number
     out = str(tmp_path / "resumed.json")
     real, calls = robust_eval._evaluate_batch, []
 
-    def interrupted(*args):
+    def interrupted(*args, **kwargs):
         if len(calls) == 1:
             raise KeyboardInterrupt
         calls.append(args[-1])
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(robust_eval, "_evaluate_batch", interrupted)
     code, _, err = _run([checkpoint, *FAST, "--out", out])
     assert code == 130 and "rerun the same command" in err and os.path.exists(out + ".partial")
 
-    def counted(*args):
+    def counted(*args, **kwargs):
         calls.append(args[-1])
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(robust_eval, "_evaluate_batch", counted)
     code, _, err = _run([checkpoint, *FAST, "--out", out])
