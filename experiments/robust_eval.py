@@ -237,9 +237,9 @@ def run_attacks(model, data, settings: dict, *, n: int, batch_size: int, seed: i
                 bar.update(stop - start)
                 if progress:
                     running, _ = R.summarize(partial, settings)
-                    shown = ("clean", "pgd", "autoattack") if "pgd" in running else ("clean", "pgd-ce",
-                                                                                      "pgd-cw", "autoattack")
-                    bar.set_postfix({k: f"{100 * running[k]['robust_acc']:.1f}%" for k in shown if k in running})
+                    shown = [k for k in ("clean", "pgd", "pgd-ce", "pgd-cw", "autoattack") if k in running
+                             and not (k.startswith("pgd-") and "pgd" in running)]
+                    bar.set_postfix({k: f"{100 * running[k]['robust_acc']:.1f}%" for k in shown})
     finally:
         model.train(was_training)
     results, flags = R.summarize(partial, settings)
