@@ -508,7 +508,20 @@ def single_adversary(
 
     Parameters
     ----------
-    As :func:`ddi`, plus ``normalize`` (bool). ``m`` defaults to 1.
+    problem : MaxFunction
+    theta0 : array_like of shape (n,)
+    m : int, default 1
+        Starts of the inner maximization; the best maximizer found is used.
+    inner_steps, inner_step_size
+        Passed to :func:`maximize` as ``steps`` and ``step_size``.
+    step_size : float or callable, default ``inverse_sqrt(0.5)``
+        :math:`\eta_k` as a schedule ``k -> eta_k`` (k from 1), or a constant.
+    iterations : int, default 50
+    rng : numpy.random.Generator or int
+    normalize : bool, default True
+        Step along the unit vector :math:`-g/\|g\|` (as :func:`ddi` does) rather than :math:`-g`.
+    lipschitz, radius : float, optional
+        L and :math:`\varepsilon` of Theorem 3, to certify each step (both or neither).
 
     Returns
     -------
