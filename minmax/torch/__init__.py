@@ -6,8 +6,6 @@ This is the only part of :mod:`minmax` that imports torch. The core (:mod:`minma
 
 from __future__ import annotations
 
-# -- attacks: the inner maximization (PGD l∞/l2 with batched restarts, FGSM/FAST);
-# -- the training step (descent, gradients) and multi-process support (distributed) ---------------------
 from minmax.torch import distributed
 from minmax.torch.attacks import FGSM, PGD, AttackResult, worst_case
 from minmax.torch.descent import (
@@ -20,6 +18,10 @@ from minmax.torch.descent import (
 )
 from minmax.torch.gradients import STRATEGIES, SetGradients, commit_buffers, set_gradients
 
-__all__ = ["FGSM", "PGD", "AttackResult", "worst_case"]
-__all__ += ["VARIANTS", "STRATEGIES", "DescentStep", "NonFiniteLossError", "SetGradients", "StepRecord",
-            "VariantSpec", "commit_buffers", "distributed", "parse_variant", "set_gradients"]
+__all__ = [
+    # attacks: the inner maximization (PGD l∞/l2 with batched restarts, FGSM/FAST)
+    "FGSM", "PGD", "AttackResult", "worst_case",
+    # the training step, its m gradients, and multi-process support
+    "VARIANTS", "STRATEGIES", "DescentStep", "NonFiniteLossError", "SetGradients", "StepRecord",
+    "VariantSpec", "commit_buffers", "distributed", "parse_variant", "set_gradients",
+]
