@@ -147,11 +147,23 @@ def min_norm_point(
         init = _validate_init(init, G.shape[0])
     # sys.modules first: import_module's own look-up costs about 2 us, a tenth of a solve at m = 10.
     module_name = _MODULES[name]
-    solve = (sys.modules.get(module_name) or importlib.import_module(module_name)).solve
+    module = sys.modules.get(module_name) or importlib.import_module(module_name)
+    # solve_certified, where a module has it, also returns the certificate of its weights (below).
+    solve = getattr(module, "solve_certified", None) or module.solve
     kwargs = {"tol": tol, "init": init}
     if max_iter is not None:
         kwargs["max_iter"] = max_iter
     if name.startswith("fw-"):
         kwargs["variant"] = name[3:]
-    weights, iterations, status = solve(G, **kwargs)
-    return finalize(G, weights, method=name, iterations=iterations, status=status, rtol=tol)
+    # The optional fourth item: a certificate.Certified, the certificate module's own certificate of exactly
+    # the returned (read-only) weights; finalize reuses it only if it is that, else recomputes.
+    weights, iterations, status, *certified = solve(G, **kwargs)
+    return finalize(
+        G,
+        weights,
+        method=name,
+        iterations=iterations,
+        status=status,
+        rtol=tol,
+        certified=certified[0] if certified else None,
+    )

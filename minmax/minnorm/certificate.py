@@ -220,6 +220,31 @@ def _certify(G: np.ndarray, weights: np.ndarray, rtol: float) -> tuple:
     return feasible, infeasibility, value, gap, max(value - gap, 0.0), tolerance, optimal
 
 
+class Certified:
+    """The certificate of :func:`_certify` on exactly one read-only weight array, for :func:`finalize`.
+
+    A solver whose own stopping test is the full certificate builds this on the weights it returns, so the
+    O(m^2) certificate is computed once per solve. It is still computed by this module from ``G`` and the
+    weights alone (never from a solver's maintained state), and :func:`finalize` uses it only for the very
+    arrays (``G`` and the weights, by identity; the weights frozen read-only here) and tolerance it was
+    computed on.
+    """
+
+    __slots__ = ("G", "weights", "rtol", "fields")
+
+    def __init__(self, G: np.ndarray, weights: np.ndarray, rtol: float):
+        if weights.dtype != np.float64 or weights.base is not None:
+            weights = np.array(weights, dtype=np.float64)
+        weights.setflags(write=False)  # nothing can change the weights after they are certified
+        self.G, self.weights, self.rtol = G, weights, rtol
+        self.fields = _certify(G, weights, rtol)
+
+    @property
+    def gap_passes(self) -> bool:
+        """``gap <= tolerance`` (the stopping test of a solver; feasibility is judged by finalize)."""
+        return self.fields[3] <= self.fields[5]
+
+
 def check_min_norm(G, weights, *, rtol: float = DEFAULT_TOL) -> MinNormCertificate:
     r"""Certify candidate weights for :math:`\min_{\alpha \in \Delta} \alpha^\top G \alpha` from scratch.
 
@@ -259,15 +284,33 @@ def check_min_norm(G, weights, *, rtol: float = DEFAULT_TOL) -> MinNormCertifica
 
 
 def finalize(
-    G: np.ndarray, weights: np.ndarray, *, method: str, iterations: int, status: Status, rtol: float
+    G: np.ndarray,
+    weights: np.ndarray,
+    *,
+    method: str,
+    iterations: int,
+    status: Status,
+    rtol: float,
+    certified: Certified | None = None,
 ) -> MinNormResult:
     """Build the public result from a solver's weights, recomputing the certificate.
 
     The status is ``OPTIMAL`` exactly when the certificate holds; a solver that believed it had
-    converged but is not certified is reported as ``STALLED``.
+    converged but is not certified is reported as ``STALLED``. ``certified``, the certificate this module
+    already computed on these very (read-only) weights for this ``G`` and ``rtol``, saves recomputing it;
+    anything else is ignored and the certificate recomputed.
     """
-    weights = np.array(weights, dtype=np.float64)
-    _, _, value, gap, _, tolerance, optimal = _certify(G, weights, rtol)
+    if (
+        certified is not None
+        and certified.weights is weights
+        and certified.G is G
+        and certified.rtol == rtol
+        and not weights.flags.writeable
+    ):
+        _, _, value, gap, _, tolerance, optimal = certified.fields
+    else:
+        weights = np.array(weights, dtype=np.float64)
+        _, _, value, gap, _, tolerance, optimal = _certify(G, weights, rtol)
     if optimal:
         status = Status.OPTIMAL
     elif status is Status.OPTIMAL:

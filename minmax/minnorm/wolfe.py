@@ -74,10 +74,10 @@ import math
 import numpy as np
 
 from ._corral import Corral
-from .certificate import DEFAULT_TOL, fw_gap, gap_tolerance
+from .certificate import DEFAULT_TOL, Certified, fw_gap, gap_tolerance
 from .result import Status
 
-__all__ = ["DEFAULT_MAX_ITER", "solve"]
+__all__ = ["DEFAULT_MAX_ITER", "solve", "solve_certified"]
 
 #: Default limit on major plus minor cycles (typical solves need about 2 |S*| of them).
 DEFAULT_MAX_ITER = 10_000
@@ -217,14 +217,30 @@ def solve(
     >>> weights, status.value
     (array([0.8, 0.2]), 'optimal')
     """
-    weights, iterations, status = _wolfe(G, tol, max_iter, init)
+    return solve_certified(G, tol=tol, max_iter=max_iter, init=init)[:3]
+
+
+def solve_certified(
+    G: np.ndarray,
+    *,
+    tol: float = DEFAULT_TOL,
+    max_iter: int = DEFAULT_MAX_ITER,
+    init: np.ndarray | None = None,
+) -> tuple[np.ndarray, int, Status, Certified | None]:
+    """:func:`solve`, plus the certificate of the returned weights when the stopping test computed it.
+
+    The final stopping test is the certificate itself (:class:`minmax.minnorm.certificate.Certified`,
+    computed from ``G`` and the returned read-only weights); :func:`minmax.min_norm_point` passes it on to
+    ``finalize`` so it is not computed twice. ``None`` when the solve did not end on that test.
+    """
+    weights, iterations, status, certified = _wolfe(G, tol, max_iter, init)
     if status is Status.STALLED and init is not None and iterations < max_iter:
         # A warm start can leave rounding-level weights that no corral change removes: start afresh.
-        cold, more, cold_status = _wolfe(G, tol, max_iter - iterations, None)
+        cold, more, cold_status, cold_certified = _wolfe(G, tol, max_iter - iterations, None)
         iterations += more
         if cold_status is not Status.STALLED or _gap_ratio(G, cold, tol) < _gap_ratio(G, weights, tol):
-            weights, status = cold, cold_status
-    return weights, iterations, status
+            weights, status, certified = cold, cold_status, cold_certified
+    return weights, iterations, status, certified
 
 
 def _gap_ratio(G: np.ndarray, alpha: np.ndarray, tol: float) -> float:
@@ -270,14 +286,13 @@ def _wolfe(G: np.ndarray, tol: float, max_iter: int, init: np.ndarray | None):
         value = float(x.dot(g_alpha[corral.idx[:k]]))
         gap = 2.0 * (value - g_alpha.item(j))
         if gap <= max(tol * value, loose_floor):
-            alpha = _weights(m, corral.S, x)
-            value, gap = fw_gap(alpha, G.dot(alpha))
-            if gap <= gap_tolerance(G, alpha, value, tol):
-                return alpha, iterations, Status.OPTIMAL
+            certified = Certified(G, _weights(m, corral.S, x), tol)
+            if certified.gap_passes:
+                return certified.weights, iterations, Status.OPTIMAL, certified
         if gap < best_gap:
             best_gap, best = gap, (corral.S.tolist(), x)
         if iterations >= max_iter:
-            return _weights(m, corral.S, x), iterations, Status.MAX_ITER
+            return _weights(m, corral.S, x), iterations, Status.MAX_ITER, None
         if value < last_value:
             no_progress, last_value, retried = 0, value, False
         else:
@@ -305,7 +320,7 @@ def _wolfe(G: np.ndarray, tol: float, max_iter: int, init: np.ndarray | None):
                 corral.pop()
         if not progress:
             if retried:
-                return _weights(m, *best), iterations, Status.STALLED
+                return _weights(m, *best), iterations, Status.STALLED, None
             # Rebuild the factorization from G and re-solve the corral's affine problem once.
             retried = True
             no_progress = 0
