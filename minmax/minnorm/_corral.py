@@ -20,7 +20,8 @@ _EPS = np.finfo(np.float64).eps
 # A candidate whose new Cholesky pivot is below this * |S| * u * A_jj is affinely dependent in floating
 # point: its distance to the corral's affine hull is lost in the rounding of A_jj.
 _DEPENDENCE_FACTOR = 16.0
-# Refine the affine minimizer when the corral's squared norms span more than this ratio.
+# A corral whose squared norms span more than this ratio is "wide": its affine minimizer is refined
+# before the solver relies on it (see minmax.minnorm.wolfe).
 _REFINE_RANGE = 1e4
 # Refinement steps (two: the factor comes from updates, not from G, and is only nearly exact).
 _REFINE_STEPS = 2
@@ -188,12 +189,21 @@ class Corral:
         Rk = self.F[: self.k, : self.k]
         return Rk.dot((self.rows[: self.k, j] + self.c).dot(Rk))
 
+    @property
+    def wide(self) -> bool:
+        """Whether the corral's squared norms span so wide a range that its solves need refinement."""
+        return self.high > _REFINE_RANGE * self.low
+
     def affine_minimizer(self, refine: bool = False) -> np.ndarray:
-        """u = A_S^-1 1; the affine minimizer of the corral is y = u / sum(u) (and sum(u) > 0)."""
+        """u = A_S^-1 1; the affine minimizer of the corral is y = u / sum(u) (and sum(u) > 0).
+
+        ``refine``: two steps of iterative refinement (the caller asks for them where the accuracy of u
+        decides something, see :mod:`minmax.minnorm.wolfe`).
+        """
         k = self.k
         Rk = self.F[:k, :k]
         u = Rk.dot(self.w[:k])
-        if refine or self.high > _REFINE_RANGE * self.low:
+        if refine:
             # Iterative refinement, the residual computed without rounding c + G_ij.
             G_S = self.rows[:k].take(self.idx[:k], axis=1)
             for _ in range(_REFINE_STEPS):

@@ -274,6 +274,8 @@ def _wolfe(G: np.ndarray, tol: float, max_iter: int, init: np.ndarray | None):
         x = init[corral.S] / init[corral.S].sum()
         x, cycles, _ = _minor_cycles(corral, x, max_iter, None)
         iterations += cycles
+    # x may come from an unrefined solve on a wide corral (_corral.Corral.wide): refined only where needed.
+    unrefined = corral.wide
 
     best_gap, best = math.inf, None
     last_value = math.inf
@@ -289,6 +291,17 @@ def _wolfe(G: np.ndarray, tol: float, max_iter: int, init: np.ndarray | None):
             certified = Certified(G, _weights(m, corral.S, x), tol)
             if certified.gap_passes:
                 return certified.weights, iterations, Status.OPTIMAL, certified
+        if unrefined and (corral.member[j] or gap <= max(tol * value, loose_floor)):
+            # On a wide corral the unrefined affine minimizer can be off by more than the certificate's
+            # tolerance. That matters only when it decides something: when the stopping test fails near the
+            # end, or when a corral point looks improving (impossible at the exact affine minimizer). Refine
+            # then and redo this major cycle (cheaper than refining every solve: most never need it).
+            unrefined = False
+            u_list = corral.affine_minimizer(refine=True).tolist()
+            if min(u_list) > 0.0:
+                total = math.fsum(u_list)
+                x = np.array([ui / total for ui in u_list])
+                continue
         if gap < best_gap:
             best_gap, best = gap, (corral.S.tolist(), x)
         if iterations >= max_iter:
@@ -308,6 +321,7 @@ def _wolfe(G: np.ndarray, tol: float, max_iter: int, init: np.ndarray | None):
                 if progress:
                     x, cycles, _ = _minor_cycles(corral, x, max_iter - iterations, None)
                     iterations += cycles
+                    unrefined = corral.wide
                 j = None
             else:
                 j = entered
@@ -316,6 +330,7 @@ def _wolfe(G: np.ndarray, tol: float, max_iter: int, init: np.ndarray | None):
             iterations += cycles
             if progress:
                 x = x_new
+                unrefined = corral.wide
             else:  # the new point would leave at once: the corral goes back to what it was
                 corral.pop()
         if not progress:
@@ -329,3 +344,4 @@ def _wolfe(G: np.ndarray, tol: float, max_iter: int, init: np.ndarray | None):
                 x = x[np.isin(before, corral.S)]
             x, cycles, _ = _minor_cycles(corral, x / x.sum(), max_iter - iterations, None)
             iterations += cycles
+            unrefined = corral.wide
