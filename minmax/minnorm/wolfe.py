@@ -47,9 +47,12 @@ not the same rounding: the :math:`c` term distinguishes points whose differences
 :math:`c + G_{ij}` lose the small gradients' inner products if :math:`c \gg \min G_{ii}/u`. The corral
 uses :math:`c = (\min_S G_{ii}\,\max_S G_{ii})^{1/2}` over its positive diagonal, which satisfies both for
 norm ratios up to about :math:`1/u`, and re-factors when a new point widens that range by more than 16x.
-When the range exceeds 1e4, or a drop is about to be decided on the signs of :math:`y`, two steps of
-iterative refinement recompute the residual :math:`\mathbf 1 - c\,\mathbf 1^\top u\,\mathbf 1 - G_S u`
-without rounding :math:`c + G_{ij}`.
+Two steps of iterative refinement recompute the residual
+:math:`\mathbf 1 - c\,\mathbf 1^\top u\,\mathbf 1 - G_S u` without rounding :math:`c + G_{ij}` where the
+accuracy of :math:`u` decides something: before a drop is decided on the signs of :math:`y`, and, when
+the range exceeds 1e4, before a major cycle whose stopping test fails near the end or whose argmin is a
+corral point (impossible at the exact affine minimizer). Elsewhere an unrefined :math:`u` only picks the
+next point, and the final stopping test is the exact certificate either way.
 
 Degeneracy. Nothing is regularized. The Gram matrix resolves distances only to about
 :math:`\sqrt u` times the norms, so an improving point can be affinely dependent on the corral in floating
