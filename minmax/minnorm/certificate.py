@@ -166,9 +166,14 @@ def fw_gap(weights: np.ndarray, g_alpha: np.ndarray) -> tuple[float, float]:
     return value, 2.0 * float(weights.dot(g_alpha - g_alpha.min()))
 
 
-def gap_tolerance(G: np.ndarray, weights: np.ndarray, value: float, rtol: float) -> float:
-    """The gap below which ``weights`` is certified optimal: ``max(rtol * value, floor)``."""
-    abs_weights = np.abs(weights)
+def gap_tolerance(
+    G: np.ndarray, weights: np.ndarray, value: float, rtol: float, *, nonnegative: bool = False
+) -> float:
+    """The gap below which ``weights`` is certified optimal: ``max(rtol * value, floor)``.
+
+    ``nonnegative=True`` (the caller has checked ``weights >= 0``) skips ``|weights|``, the same array.
+    """
+    abs_weights = weights if nonnegative else np.abs(weights)
     abs_g_alpha = np.abs(G).dot(abs_weights)
     floor = _FLOOR_FACTOR * G.shape[0] * _EPS * (
         float(abs_weights.dot(abs_g_alpha)) + float(abs_g_alpha.max())
@@ -215,7 +220,7 @@ def _certify(G: np.ndarray, weights: np.ndarray, rtol: float) -> tuple:
     # low >= 0 is all(weights >= 0) (a NaN weight fails both).
     feasible = low >= 0.0 and infeasibility <= _SIMPLEX_FACTOR * m * _EPS
     value, gap = fw_gap(weights, G.dot(weights))
-    tolerance = gap_tolerance(G, weights, value, rtol)
+    tolerance = gap_tolerance(G, weights, value, rtol, nonnegative=low >= 0.0)
     optimal = feasible and gap <= tolerance
     return feasible, infeasibility, value, gap, max(value - gap, 0.0), tolerance, optimal
 

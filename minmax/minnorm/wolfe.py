@@ -105,12 +105,14 @@ def _minor_cycles(corral: Corral, x: np.ndarray, budget: int, new: int | None):
         u = corral.affine_minimizer()
         # Signs and the sum on a Python list: cheaper than NumPy reductions on |S| <= m entries.
         u_list = u.tolist()
-        if min(u_list) <= 0.0:  # a drop is decided on the signs of u: make sure of them first
+        low = min(u_list)
+        if low <= 0.0:  # a drop is decided on the signs of u: make sure of them first
             u = corral.affine_minimizer(refine=True)
             u_list = u.tolist()
+            low = min(u_list)
         cycles += 1
         total = math.fsum(u_list)
-        if min(u_list) > 0.0:
+        if low > 0.0:
             return u / total, cycles, True
         if x.shape[0] < corral.k:
             x = np.concatenate((x, _ZERO))
@@ -284,17 +286,21 @@ def _wolfe(G: np.ndarray, tol: float, max_iter: int, init: np.ndarray | None):
     last_value = math.inf
     no_progress = 0
     retried = False
+    # The corral's arrays and membership list are updated in place: bind them once (hot loop).
+    idx, rows, member = corral.idx, corral.rows, corral.member
     while True:
         k = corral.k
-        g_alpha = x.dot(corral.rows[:k])
+        S = idx[:k]
+        g_alpha = x.dot(rows[:k])
         j = int(g_alpha.argmin())
-        value = float(x.dot(g_alpha[corral.idx[:k]]))
+        value = float(x.dot(g_alpha[S]))
         gap = 2.0 * (value - g_alpha.item(j))
-        if gap <= max(tol * value, loose_floor):
-            certified = Certified(G, _weights(m, corral.S, x), tol)
+        near = gap <= tol * value or gap <= loose_floor
+        if near:
+            certified = Certified(G, _weights(m, S, x), tol)
             if certified.gap_passes:
                 return certified.weights, iterations, Status.OPTIMAL, certified
-        if unrefined and (corral.member[j] or gap <= max(tol * value, loose_floor)):
+        if unrefined and (member[j] or near):
             # On a wide corral the unrefined affine minimizer can be off by more than the certificate's
             # tolerance. That matters only when it decides something: when the stopping test fails near the
             # end, or when a corral point looks improving (impossible at the exact affine minimizer). Refine
@@ -306,14 +312,14 @@ def _wolfe(G: np.ndarray, tol: float, max_iter: int, init: np.ndarray | None):
                 x = np.array([ui / total for ui in u_list])
                 continue
         if gap < best_gap:
-            best_gap, best = gap, (corral.S.tolist(), x)
+            best_gap, best = gap, (S.tolist(), x)
         if iterations >= max_iter:
-            return _weights(m, corral.S, x), iterations, Status.MAX_ITER, None
+            return _weights(m, S, x), iterations, Status.MAX_ITER, None
         if value < last_value:
             no_progress, last_value, retried = 0, value, False
         else:
             no_progress += 1
-        progress = no_progress < _MAX_NO_PROGRESS and not corral.member[j]
+        progress = no_progress < _MAX_NO_PROGRESS and not member[j]
         if progress and not corral.append(j):
             # j is affinely dependent on the corral in floating point although improving in exact
             # arithmetic (the Gram matrix resolves distances only to sqrt(u) * norm). Any improving point
