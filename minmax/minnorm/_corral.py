@@ -140,6 +140,12 @@ class Corral:
             self.k = k - 1
         self.w[: self.k] = self.F[: self.k, : self.k].sum(axis=0)
 
+    def clear(self) -> None:
+        """Empty the corral."""
+        for i in self.S.tolist():
+            self.member[i] = False
+        self.k = 0
+
     def pop(self) -> None:
         """Remove the last point appended (its factor is the leading block: nothing to recompute)."""
         self.k -= 1
