@@ -54,6 +54,14 @@ the range exceeds 1e4, before a major cycle whose stopping test fails near the e
 corral point (impossible at the exact affine minimizer). Elsewhere an unrefined :math:`u` only picks the
 next point, and the final stopping test is the exact certificate either way.
 
+Start. Any affinely independent set whose affine minimizer has positive weights is a valid state, so
+for 6 <= m <= 16 a cold start first guesses the optimal corral (a crash start, as in active-set QP
+solvers): factor all points, keep those with positive affine weights, repeat (at most 3 rounds). A good
+guess saves most of the one-point-per-major-cycle build-up (at m = 10: 2 cycles instead of 8 on the
+well-conditioned family); a failed one (G singular on the guess, or no positive round) costs a few small
+factorizations and the solve starts from the point of least norm, as it always does outside that range.
+A crash-started solve that stalls is retried from that cold start.
+
 Degeneracy. Nothing is regularized. The Gram matrix resolves distances only to about
 :math:`\sqrt u` times the norms, so an improving point can be affinely dependent on the corral in floating
 point (duplicates, collinear points, antipodal pairs next to tiny gradients). Then, in order: the next
