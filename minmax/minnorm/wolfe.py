@@ -96,7 +96,7 @@ DEFAULT_MAX_ITER = 10_000
 _EPS = np.finfo(np.float64).eps
 # Stop (STALLED) after this many consecutive major cycles that do not lower f.
 _MAX_NO_PROGRESS = 3
-# Cold starts for m in this range begin with a crash (_crash_start), at most this many rounds. Measured
+# Cold starts for m in this range begin with a crash (Corral.crash), at most this many rounds. Measured
 # at m = 10: 45-65 us per solve on every family of tests/minnorm/cases.py instead of 50-95 us; below
 # m = 6 a cold start is already a few cycles, and for larger m a failed guess costs O(m^3) factors while
 # small optimal supports (most of the points dropped) gain nothing.
@@ -147,30 +147,6 @@ def _minor_cycles(corral: Corral, x: np.ndarray, budget: int, new: int | None):
         x = x[~drop]
         x = x / x.sum()
         new = None
-
-
-def _crash_start(corral: Corral, m: int) -> tuple[np.ndarray | None, int]:
-    r"""Guess the optimal corral: all points, then those with positive affine weights, and so on.
-
-    Any affinely independent set whose affine minimizer has positive weights is a valid state of Wolfe's
-    algorithm, so a good guess replaces the one-point-per-major-cycle build-up of a cold start. Each round
-    factors :math:`A_S` from G and keeps the points with positive affine weights (signs refined on a wide
-    corral), at most ``_CRASH_ROUNDS`` times. Returns ``(x, rounds)``, or ``(None, 0)`` with the corral
-    emptied when no round ends with positive weights (G singular on the guess, or too many rounds).
-    """
-    S = list(range(m))
-    for rounds in range(1, _CRASH_ROUNDS + 1):
-        if not corral.factor(S):
-            break
-        u_list = corral.affine_minimizer(refine=corral.wide).tolist()
-        if min(u_list) > 0.0:
-            total = math.fsum(u_list)
-            return np.array([ui / total for ui in u_list]), rounds
-        S = [i for i, ui in zip(corral.S.tolist(), u_list, strict=True) if ui > 0.0]
-        if not S:
-            break
-    corral.clear()
-    return None, 0
 
 
 def _enter_other(corral: Corral, g_alpha: np.ndarray, value: float) -> int | None:
@@ -313,7 +289,7 @@ def _wolfe(G: np.ndarray, tol: float, max_iter: int, init: np.ndarray | None, cr
     x = None
     # A zero gradient is the optimum: the cold start's first point (argmin G_ii) ends the solve at once.
     if crash and init is None and min(corral.diag) > 0.0:
-        x, iterations = _crash_start(corral, m)
+        x, iterations = corral.crash(_CRASH_ROUNDS)
     if x is not None:
         pass
     elif init is None:
