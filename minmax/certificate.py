@@ -15,7 +15,6 @@ References
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import array_api_compat
@@ -23,6 +22,7 @@ import numpy as np
 
 from .danskin import _gamma_blocks, _is_block_list, inner_products
 from .gram import as_blocks
+from .minnorm.certificate import validate_tol
 
 __all__ = ["DescentCertificate", "certify_descent", "covering_radius", "estimate_lipschitz"]
 
@@ -62,15 +62,6 @@ class DescentCertificate:
     margin: float
     lipschitz: float
     radius: float
-
-
-def _nonnegative(x, name: str) -> float:
-    if isinstance(x, bool) or not isinstance(x, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
-    x = float(x)
-    if not np.isfinite(x) or x < 0:
-        raise ValueError(f"{name} must be finite and non-negative, got {x}")
-    return x
 
 
 def _unit_norm(gamma, grads) -> float:
@@ -175,8 +166,8 @@ def certify_descent(grads, gamma, *, lipschitz, radius) -> DescentCertificate:
     >>> cert.certified, round(eps, 12), round(cert.margin, 4)
     (True, 0.02, 0.4114)
     """
-    lipschitz = _nonnegative(lipschitz, "lipschitz")
-    radius = _nonnegative(radius, "radius")
+    lipschitz = validate_tol(lipschitz, name="lipschitz")
+    radius = validate_tol(radius, name="radius")
     _unit_norm(gamma, grads)
     slope = float(np.max(inner_products(grads, gamma)))
     bound = -lipschitz * radius

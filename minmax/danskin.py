@@ -307,7 +307,7 @@ def steepest_descent(
     """
     blocks, xp, m = as_blocks(grads)
     G = _gram(grads) if gram is None else _validated_gram(gram, m)
-    qp = min_norm_point(_to_numpy(G), method=method, tol=tol, max_iter=max_iter, init=init)
+    qp = min_norm_point(G, method=method, tol=tol, max_iter=max_iter, init=init)
     alpha = qp.weights
     writable = np.array(alpha)  # torch warns on (and may alias) read-only NumPy memory
 
