@@ -22,13 +22,14 @@ References
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import array_api_compat
 import numpy as np
 
-from .gram import as_blocks
+from .gram import as_blocks, combine
 from .gram import gram as _gram
 from .minnorm import DEFAULT_TOL, MinNormResult, min_norm_point
 
@@ -309,26 +310,17 @@ def steepest_descent(
     G = _gram(grads) if gram is None else _validated_gram(gram, m)
     qp = min_norm_point(G, method=method, tol=tol, max_iter=max_iter, init=init)
     alpha = qp.weights
-    writable = np.array(alpha)  # torch warns on (and may alias) read-only NumPy memory
-
-    combination64 = []
-    sq_norm = None
-    for b in blocks:
-        a = xp.asarray(writable, dtype=xp.float64, device=array_api_compat.device(b))
-        flat = xp.reshape(xp.astype(b, xp.float64), (m, -1))
-        c = xp.reshape(xp.matmul(a[None, :], flat)[0, ...], tuple(b.shape[1:]))
-        combination64.append(c)
-        part = xp.sum(c * c)
-        sq_norm = part if sq_norm is None else sq_norm + part
-    norm = float(np.sqrt(float(sq_norm)))  # one device sync for all blocks
+    combination = combine(blocks, alpha)  # in the gradients' own dtype, as the caller applies it
+    # The norm of the combination actually formed (summed in float64, one device sync for all blocks),
+    # not sqrt(alpha^T G alpha): with cancellation the two differ by more than the direction's round-off.
+    sq_norm = sum(xp.sum(xp.astype(c, xp.float64) ** 2) for c in combination)
+    norm = math.sqrt(float(sq_norm))
     stationary = bool(qp.value <= qp.tolerance) or norm == 0.0
-
-    combination = [xp.astype(c, b.dtype) for c, b in zip(combination64, blocks, strict=True)]
     if stationary:
         direction = [xp.zeros(tuple(b.shape[1:]), dtype=b.dtype, device=array_api_compat.device(b))
                      for b in blocks]
     else:
-        direction = [xp.astype(-c / norm, b.dtype) for c, b in zip(combination64, blocks, strict=True)]
+        direction = [c / -norm for c in combination]
     if not _is_block_list(grads):
         direction, combination = direction[0], combination[0]
     return SteepestDescentResult(

@@ -129,7 +129,7 @@ def combine(grads, weights):
     array([0.25, 0.75])
     """
     blocks, xp, m = as_blocks(grads)
-    w = np.asarray(weights, dtype=np.float64)
+    w = np.array(weights, dtype=np.float64)  # a writable copy: torch cannot wrap read-only memory
     if w.shape != (m,):
         raise ValueError(f"weights must have shape ({m},) to match grads, got shape {w.shape}")
     if not np.all(np.isfinite(w)):
