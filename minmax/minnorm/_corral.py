@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.linalg.lapack import dpotrf, dpotrs, dtrtri
+from scipy.linalg.lapack import dpotrf, dtrtri
 
-__all__ = ["Corral"]
+__all__ = ["Corral", "scale"]
 
 _EPS = np.finfo(np.float64).eps
 # A candidate whose new Cholesky pivot is below this * |S| * u * A_jj is affinely dependent in floating
@@ -27,7 +27,7 @@ _REFINE_RANGE = 1e4
 _REFINE_STEPS = 2
 
 
-def _scale(diagonal) -> tuple[float, float, float]:
+def scale(diagonal) -> tuple[float, float, float]:
     """The constant c of A_S = c 11^T + G_S and the range of positive squared norms in the corral."""
     positive = [d for d in diagonal if d > 0.0]
     if not positive:
@@ -68,7 +68,7 @@ class Corral:
         """Add point j; return False (and change nothing) if it is affinely dependent on S."""
         g_jj = self.diag[j]
         if self.k == 0:
-            self.c, self.low, self.high = _scale([g_jj])
+            self.c, self.low, self.high = scale([g_jj])
         elif (
             g_jj > 0.0
             and not 0.25 * self.c <= math.sqrt(min(g_jj, self.low) * max(g_jj, self.high)) <= 4.0 * self.c
@@ -172,7 +172,7 @@ class Corral:
         idx = np.array(S, dtype=np.intp)
         rows = self.G[idx]
         A = rows.take(idx, axis=1)
-        self.c, self.low, self.high = _scale([self.diag[i] for i in S])
+        self.c, self.low, self.high = scale([self.diag[i] for i in S])
         A += self.c
         # LAPACK directly: np.linalg.cholesky's wrapper costs several times the factorization at these
         # sizes. clean=1 zeroes the upper triangle, which dtrtri then leaves as is.
@@ -189,54 +189,6 @@ class Corral:
                 self.k = k
                 return True
         return False
-
-    def crash(self, rounds: int) -> tuple[np.ndarray | None, int]:
-        """Guess a corral: all points, then those with positive affine weights, ... (``rounds`` at most).
-
-        Each round factors A_S (Cholesky) and solves for u only; the inverse factor is built for the
-        round that succeeds. Returns ``(y, rounds used)`` with the corral set to the guess and y its
-        affine minimizer (positive), or ``(None, 0)`` with the corral emptied. See minmax.minnorm.wolfe.
-        """
-        self.clear()
-        G, m = self.G, self.G.shape[0]
-        idx = np.arange(m)
-        for r in range(1, rounds + 1):
-            k = idx.shape[0]
-            rows = G[idx] if k < m else G
-            G_S = rows.take(idx, axis=1) if k < m else G
-            d = [self.diag[i] for i in idx.tolist()] if k < m else self.diag
-            c, low, high = _scale(d)
-            A = G_S + c
-            L, info = dpotrf(A, lower=1, clean=1, overwrite_a=1)
-            # The dependence test of factor(): A_ii = c + G_ii (A itself is overwritten by L).
-            pivots = L.diagonal() ** 2
-            if info != 0 or not (pivots > (_DEPENDENCE_FACTOR * k * _EPS) * (G_S.diagonal() + c)).all():
-                break
-            u, info = dpotrs(L, np.ones(k), lower=1)
-            if info != 0:
-                break
-            if high > _REFINE_RANGE * low:  # the signs decide the next guess: refine them (see refactor)
-                for _ in range(_REFINE_STEPS):
-                    u += dpotrs(L, (1.0 - c * math.fsum(u.tolist())) - G_S.dot(u), lower=1)[0]
-            u_list = u.tolist()
-            if min(u_list) > 0.0:
-                Linv, info = dtrtri(L, lower=1)
-                if info != 0:
-                    break
-                self.c, self.low, self.high = c, low, high
-                self.F[:k, :k] = Linv.T
-                self.w[:k] = Linv.sum(axis=1)
-                self.rows[:k] = rows
-                self.idx[:k] = idx
-                for i in idx.tolist():
-                    self.member[i] = True
-                self.k = k
-                total = math.fsum(u_list)
-                return np.array([ui / total for ui in u_list]), r
-            idx = idx[u > 0.0]
-            if not idx.shape[0]:
-                break
-        return None, 0
 
     def coordinates(self, j: int) -> np.ndarray:
         """Affine coordinates z of point j on the corral: A_S z = c 1 + G_{S,j}."""

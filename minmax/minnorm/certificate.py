@@ -245,6 +245,11 @@ class Certified:
         self.fields = _certify(G, weights, rtol)
 
     @property
+    def optimal(self) -> bool:
+        """Feasible and ``gap <= tolerance``: the certificate holds."""
+        return self.fields[6]
+
+    @property
     def gap_passes(self) -> bool:
         """``gap <= tolerance`` (the stopping test of a solver; feasibility is judged by finalize)."""
         return self.fields[3] <= self.fields[5]
