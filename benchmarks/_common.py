@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmarks: the machine-and-versions header, a median timer, text tables."""
+"""Shared helpers of the benchmarks: the machine-and-versions header, an interleaved timer, text tables."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from typing import TypeVar
 
-__all__ = ["format_table", "header", "median_time", "round_robin"]
+__all__ = ["format_table", "header", "round_robin"]
 
 T = TypeVar("T")
 
@@ -55,57 +55,49 @@ def header() -> str:
     )
 
 
-def _timed(fn: Callable[[], object]) -> float:
-    """Seconds of one call with the garbage collector off, as ``timeit`` measures."""
+def _timed(fn: Callable[[], object], calls: int = 1) -> float:
+    """Seconds per call of ``calls`` back-to-back calls, with the garbage collector off (as ``timeit``)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         start = time.perf_counter()
-        fn()
-        return time.perf_counter() - start
+        for _ in range(calls):
+            fn()
+        return (time.perf_counter() - start) / calls
     finally:
         if enabled:
             gc.enable()
 
 
-def median_time(fn: Callable[[], T], *, repeats: int = 7, budget: float = 0.5) -> tuple[float, T]:
-    """Median wall-clock seconds of ``fn()`` over up to ``repeats`` calls, after one untimed warm-up.
-
-    The warm-up absorbs one-time costs (imports, caches); timing stops early once ``budget`` seconds
-    have been spent, so a slow method is timed fewer times (at least once). Returns the median and the
-    result of the warm-up call.
-    """
-    result = fn()
-    times: list[float] = []
-    spent = 0.0
-    while len(times) < repeats and (not times or spent < budget):
-        elapsed = _timed(fn)
-        times.append(elapsed)
-        spent += elapsed
-    return statistics.median(times), result
-
-
 def round_robin(
-    fns: Mapping[str, Callable[[], T]], *, repeats: int = 7, budget: float = 1.0
+    fns: Mapping[str, Callable[[], T]], *, repeats: int = 7, budget: float = 1.0, batch: float = 2e-3
 ) -> dict[str, tuple[float, T]]:
-    """Median seconds of each function, timed in turns: one call of each, then the next round.
+    """Median seconds per call of each function, timed in turns: a batch of each, then the next round.
 
     Interleaving makes the ratios between the functions robust to the machine's load drifting during
     the measurement (timing one function fully, then the next, is not). In each turn a function is
-    called twice and the second call is timed, so that it runs warm rather than in the caches the
-    previous function left. One whose timed calls already add up to ``budget`` seconds sits out the
-    remaining rounds (every function is timed at least once). Returns ``name -> (median, result of the
-    first call)``.
+    called once untimed, so that it runs warm rather than in the caches the previous function left, then
+    a batch of calls lasting about ``batch`` seconds is timed (at least one call; the count is fixed from
+    the first call, like ``timeit``'s autorange): a single call of a 50 us function is too short to time
+    apart from the state the previous function left. One whose timed calls already add up to ``budget``
+    seconds sits out the remaining rounds (every function is timed at least once). Returns
+    ``name -> (median seconds per call, result of the first call)``.
     """
-    results = {name: fn() for name, fn in fns.items()}
+    results, calls = {}, {}
+    for name, fn in fns.items():
+        start = time.perf_counter()
+        results[name] = fn()
+        calls[name] = max(1, int(batch / max(time.perf_counter() - start, 1e-9)))
     times: dict[str, list[float]] = {name: [] for name in fns}
+    spent = dict.fromkeys(fns, 0.0)
     for _ in range(repeats):
         gc.collect()  # the garbage of the last round (cvxpy makes a lot), outside any timed call
         for name, fn in fns.items():
-            if times[name] and sum(times[name]) >= budget:
+            if times[name] and spent[name] >= budget:
                 continue
             fn()
-            times[name].append(_timed(fn))
+            times[name].append(_timed(fn, calls[name]))
+            spent[name] += times[name][-1] * calls[name]
     return {name: (statistics.median(times[name]), results[name]) for name in fns}
 
 

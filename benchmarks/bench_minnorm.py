@@ -7,9 +7,9 @@ accelerated projected-gradient steps with no stopping test (:func:`paper_apg`, t
 favours it). Problems: the random families of :mod:`tests.minnorm.cases`, one instance (seed 0) per
 family and m in {2, 10, 32, 128}.
 
-Reported per method and problem: the median wall-clock time (all methods of a problem timed in turns
-by :func:`benchmarks._common.round_robin`: 7 rounds, at most 1 s of timed calls each), the relative gap,
-and the status.
+Reported per method and problem: the median wall-clock time per call (all methods of a problem timed in
+turns by :func:`benchmarks._common.round_robin`: 7 rounds, in each a batch of calls lasting about 2 ms,
+at most 1 s of timed calls per method), the relative gap, and the status.
 
 * **relative gap** ``= gap / max(f, floor)``: ``gap = 2(αᵀGα - min_i (Gα)_i)`` is the certificate's
   bound on ``f(α) - f*``, ``f = αᵀGα`` and ``floor`` the certificate's rounding floor of the gap
