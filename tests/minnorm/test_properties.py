@@ -108,11 +108,26 @@ def test_certificate_holds_against_the_exact_optimum(method, grads):
 @example(grads=np.array([[-1e-3, 0.0], [0.00834375, 0.00793555], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]))
 @example(grads=np.array([[1e-3], [-3.86089939e-256]]))
 @example(grads=np.array([[0.005], [0.005], [0.01431305], [0.005], [0.005]]))
+# The origin in the hull and a zero gradient: Wolfe's value rounds to -1.9e-13 (its floor is 6e-9), APG
+# lands on the zero gradient (0 exactly, floor 0).
+@example(
+    grads=np.array(
+        [
+            [0.0, 0.0],
+            [-2.699076844834587, -8.427399256687202],
+            [3052.29152673277, -4523.018028008856],
+            [40.53041413195725, 88.76028538841815],
+            [-74.63657954775044, 72.95565908015483],
+            [-0.00881071696799323, -0.0023845898337822116],
+            [-0.14045187764284678, -0.022300906333071427],
+        ]
+    )
+)
 def test_certificate_holds_for_any_psd_gram_matrix(method, grads):
     G = gram_of(grads)
     ref = min_norm_point(G)
     assert ref.success
-    # Wolfe's certified answer brackets f*: f_w - gap_w <= f* <= f_w (up to its rounding floor)
-    f_low, f_high = ref.value - ref.gap - ref.tolerance, ref.value
+    # Wolfe's certified answer brackets f*: f_w - gap_w <= f* <= f_w, each end up to its rounding floor
+    f_low, f_high = ref.value - ref.gap - ref.tolerance, ref.value + ref.tolerance
     res = min_norm_point(G, method=method, tol=TOL.get(method, 1e-12))
     _assert_certificate(G, res, f_low, f_high, method)
