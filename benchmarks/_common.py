@@ -71,34 +71,40 @@ def _timed(fn: Callable[[], object], calls: int = 1) -> float:
 
 def round_robin(
     fns: Mapping[str, Callable[[], T]], *, repeats: int = 7, budget: float = 1.0, batch: float = 2e-3
-) -> dict[str, tuple[float, T]]:
+) -> dict[str, tuple[float, float, T]]:
     """Median seconds per call of each function, timed in turns: a batch of each, then the next round.
 
     Interleaving makes the ratios between the functions robust to the machine's load drifting during
     the measurement (timing one function fully, then the next, is not). In each turn a function is
-    called once untimed, so that it runs warm rather than in the caches the previous function left, then
-    a batch of calls lasting about ``batch`` seconds is timed (at least one call; the count is fixed from
-    the first call, like ``timeit``'s autorange): a single call of a 50 us function is too short to time
-    apart from the state the previous function left. One whose timed calls already add up to ``budget``
-    seconds sits out the remaining rounds (every function is timed at least once). Returns
-    ``name -> (median seconds per call, result of the first call)``.
+    called once untimed, then once timed on its own (the *single-call* time: still partly in the caches
+    and allocator state the previous function left), then a batch of calls lasting about ``batch``
+    seconds is timed (at least one call; the count is fixed from the first call, like ``timeit``'s
+    autorange) for the *per-call* time, the steady state ``timeit`` reports. One whose timed calls
+    already add up to ``budget`` seconds sits out the remaining rounds (every function is timed at least
+    once). Returns ``name -> (median per-call seconds, median single-call seconds, result of the first
+    call)``.
     """
     results, calls = {}, {}
     for name, fn in fns.items():
         start = time.perf_counter()
         results[name] = fn()
         calls[name] = max(1, int(batch / max(time.perf_counter() - start, 1e-9)))
-    times: dict[str, list[float]] = {name: [] for name in fns}
+    per_call: dict[str, list[float]] = {name: [] for name in fns}
+    single: dict[str, list[float]] = {name: [] for name in fns}
     spent = dict.fromkeys(fns, 0.0)
     for _ in range(repeats):
         gc.collect()  # the garbage of the last round (cvxpy makes a lot), outside any timed call
         for name, fn in fns.items():
-            if times[name] and spent[name] >= budget:
+            if per_call[name] and spent[name] >= budget:
                 continue
             fn()
-            times[name].append(_timed(fn, calls[name]))
-            spent[name] += times[name][-1] * calls[name]
-    return {name: (statistics.median(times[name]), results[name]) for name in fns}
+            single[name].append(_timed(fn))
+            per_call[name].append(_timed(fn, calls[name]))
+            spent[name] += single[name][-1] + per_call[name][-1] * calls[name]
+    return {
+        name: (statistics.median(per_call[name]), statistics.median(single[name]), results[name])
+        for name in fns
+    }
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
