@@ -313,7 +313,7 @@ def steepest_descent(
     combination = combine(blocks, alpha)  # in the gradients' own dtype, as the caller applies it
     # The norm of the combination actually formed (summed in float64, one device sync for all blocks),
     # not sqrt(alpha^T G alpha): with cancellation the two differ by more than the direction's round-off.
-    sq_norm = sum(xp.sum(xp.astype(c, xp.float64) ** 2) for c in combination)
+    sq_norm = xp.sum(xp.stack([xp.sum(xp.astype(c, xp.float64) ** 2) for c in combination]))
     norm = math.sqrt(float(sq_norm))
     stationary = bool(qp.value <= qp.tolerance) or norm == 0.0
     if stationary:

@@ -135,8 +135,12 @@ def combine(grads, weights):
     if not np.all(np.isfinite(w)):
         raise ValueError("weights contain NaN or infinite entries")
     out = []
+    moved = {}  # the weights on each (dtype, device): one host-to-device copy, not one per block
     for b in blocks:
-        wb = xp.asarray(w, dtype=b.dtype, device=array_api_compat.device(b))
+        key = (b.dtype, array_api_compat.device(b))
+        wb = moved.get(key)
+        if wb is None:
+            wb = moved[key] = xp.asarray(w, dtype=b.dtype, device=key[1])
         flat = xp.reshape(b, (m, -1))
         out.append(xp.reshape(xp.matmul(wb[None, :], flat)[0, ...], tuple(b.shape[1:])))
     if isinstance(grads, Sequence) and not isinstance(grads, str):

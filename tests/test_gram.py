@@ -93,6 +93,13 @@ def test_backends_agree(grads, device):
     np.testing.assert_allclose(torch.cat(c32).cpu().numpy(), ref_c, rtol=1e-5, atol=1e-6)
     assert gram(t32).dtype == torch.float64
 
+    # Blocks of mixed dtypes: each combination in its own block's dtype (the weights are moved once per
+    # dtype and device).
+    mixed = combine([t32[:, :7], t[:, 7:], t32[:, 7:]], w)
+    assert [c.dtype for c in mixed] == [torch.float32, torch.float64, torch.float32]
+    np.testing.assert_allclose(mixed[1].cpu().numpy(), ref_c[7:], rtol=1e-13)
+    np.testing.assert_allclose(mixed[2].cpu().numpy(), ref_c[7:], rtol=1e-5, atol=1e-6)
+
 
 def test_array_api_strict(grads):
     xp = array_api_strict
