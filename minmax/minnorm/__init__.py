@@ -18,6 +18,7 @@ from .certificate import (
     MinNormCertificate,
     check_min_norm,
     finalize,
+    power_of_two_scale,
     validate_gram,
     validate_tol,
     validate_weights,
@@ -157,7 +158,10 @@ def min_norm_point(
         kwargs["variant"] = name[3:]
     # The optional fourth item: a certificate.Certified, the certificate module's own certificate of exactly
     # the returned (read-only) weights; finalize reuses it only if it is that, else recomputes.
-    weights, iterations, status, *certified = solve(G, **kwargs)
+    # Tiny or huge G (near the subnormal or overflow range): the method runs on 2^k G, which has the same
+    # minimizers, and the certificate below is computed on G itself.
+    factor = power_of_two_scale(max(G.diagonal().tolist()))  # a PSD G's largest entry is on its diagonal
+    weights, iterations, status, *certified = solve(G * factor if factor != 1.0 else G, **kwargs)
     return finalize(
         G,
         weights,

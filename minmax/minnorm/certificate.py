@@ -14,8 +14,10 @@ projection of the origin onto a convex set). Everything here is recomputed from 
 solver's internal state is never trusted.
 
 The stopping rule is ``gap <= max(rtol * f, floor)``. The floor is the rounding error of the computed gap
-itself, :math:`c\,m\,u\,(\alpha^\top|G|\alpha + \max_i(|G|\alpha)_i)` with :math:`u` the float64 unit
-round-off: a gap below it cannot be told apart from zero. It is scale-aware (tighter than a floor
+itself, :math:`c\,m\,u\,(\alpha^\top|G|\alpha + \max_i(|G|\alpha)_i) + 8\,m\,\eta` with :math:`u` the
+float64 unit round-off and :math:`\eta = 2^{-1074}` the absolute error of a product that underflows (the
+term matters only for Gram matrices near the subnormal range): a gap below it cannot be told apart from
+zero. It is scale-aware (tighter than a floor
 proportional to :math:`\max_i G_{ii}` when the gradient norms are spread over many orders of magnitude).
 """
 
@@ -37,12 +39,18 @@ __all__ = [
     "check_min_norm",
     "fw_gap",
     "gap_tolerance",
+    "power_of_two_scale",
     "validate_gram",
     "validate_weights",
 ]
 
 DEFAULT_TOL = 1e-12
 _EPS = np.finfo(np.float64).eps
+# Absolute error of a float64 product or sum that underflows (gradual underflow): the smallest subnormal.
+_ETA = float(np.finfo(np.float64).smallest_subnormal)
+_UNDERFLOW_FACTOR = 8.0
+# Gram matrices whose largest entry lies outside this range are solved scaled by a power of two.
+_SAFE_RANGE = (2.0**-300, 2.0**300)
 # Safety factor of the floating-point allowances (rounding error of a length-m dot product is <= m*u).
 _FLOOR_FACTOR = 4.0
 _SYMMETRY_FACTOR = 16.0
@@ -109,25 +117,28 @@ def validate_gram(G, *, name: str = "G") -> np.ndarray:
     if not math.isfinite(scale):
         raise ValueError(f"{name} contains NaN or infinite entries")
     asym = float(np.abs(G64 - G64.T).max())
-    if asym > _SYMMETRY_FACTOR * m * input_eps * scale:
+    allowance = _SYMMETRY_FACTOR * m * (input_eps * scale + _ETA)
+    if asym > allowance:
         raise ValueError(
-            f"{name} is not symmetric: max |G - G^T| = {asym:.3e} exceeds round-off "
-            f"({_SYMMETRY_FACTOR * m * input_eps * scale:.3e})"
+            f"{name} is not symmetric: max |G - G^T| = {asym:.3e} exceeds round-off ({allowance:.3e})"
         )
     G64 += G64.T  # NumPy buffers the overlapping transpose, so this is exactly (G + G^T)
     G64 *= 0.5
     if scale > 0.0:
-        diagonal = G64.diagonal()
-        shift = _PSD_FACTOR * m * input_eps * max(float(diagonal.max()), 0.0)
-        shifted = G64.copy()
+        # Checked scaled by a power of two where G's entries are tiny or huge (exact, power_of_two_scale):
+        # in the subnormal range the Cholesky factorization would fail on rounding alone.
+        factor = power_of_two_scale(scale)
+        shifted = G64 * factor
+        # Round-off of G's entries: relative, plus absolute where they are subnormal.
+        shift = _PSD_FACTOR * m * (input_eps * max(float(shifted.diagonal().max()), 0.0) + _ETA * factor)
         shifted.ravel()[:: m + 1] += shift
         # LAPACK's Cholesky directly (the algorithm of np.linalg.cholesky, without its wrapper's
         # overhead); info > 0: a non-positive pivot, G + shift I is not positive definite.
         if dpotrf(shifted, lower=1, clean=0, overwrite_a=1)[1] != 0:
-            lam = float(np.linalg.eigvalsh(G64)[0])
+            lam = float(np.linalg.eigvalsh(G64 * factor)[0]) / factor
             raise ValueError(
                 f"{name} is not positive semidefinite: its smallest eigenvalue {lam:.3e} is below "
-                f"-{shift:.3e}, the round-off allowance; a Gram matrix M^T M never is"
+                f"-{shift / factor:.3e}, the round-off allowance; a Gram matrix M^T M never is"
             )
     return G64
 
@@ -153,6 +164,20 @@ def validate_tol(tol, *, name: str = "tol") -> float:
     return tol
 
 
+def power_of_two_scale(largest: float) -> float:
+    r"""An exact scale :math:`2^k` that brings ``largest`` (G's largest entry) near 1, or 1.0 if not needed.
+
+    The minimizers of :math:`\alpha^\top G\alpha` on the simplex do not change when G is scaled, and
+    multiplying by a power of two rounds nothing unless it underflows. Gram matrices whose largest entry
+    lies outside :math:`[2^{-300}, 2^{300}]` are solved (and checked for semidefiniteness) scaled, so
+    that no product of two entries under- or overflows; everything else is left as it is.
+    """
+    if not largest > 0.0 or _SAFE_RANGE[0] <= largest <= _SAFE_RANGE[1]:
+        return 1.0
+    # k <= 1000 keeps 2^k finite; it lifts even the smallest subnormal, 2^-1074, to 2^-74.
+    return math.ldexp(1.0, min(-math.frexp(largest)[1], 1000))
+
+
 def fw_gap(weights: np.ndarray, g_alpha: np.ndarray) -> tuple[float, float]:
     r"""Value :math:`f = \alpha^\top G\alpha` and Frank-Wolfe gap :math:`2(f - \min_i (G\alpha)_i)`.
 
@@ -175,9 +200,10 @@ def gap_tolerance(
     """
     abs_weights = weights if nonnegative else np.abs(weights)
     abs_g_alpha = np.abs(G).dot(abs_weights)
-    floor = _FLOOR_FACTOR * G.shape[0] * _EPS * (
+    m = G.shape[0]
+    floor = _FLOOR_FACTOR * m * _EPS * (
         float(abs_weights.dot(abs_g_alpha)) + float(abs_g_alpha.max())
-    )
+    ) + _UNDERFLOW_FACTOR * m * _ETA
     return float(max(rtol * max(value, 0.0), floor))
 
 

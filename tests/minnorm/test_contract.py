@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
 
 from minmax import METHODS, MinNormResult, Status, check_min_norm, min_norm_point
 from minmax.minnorm import MESSAGES
+from minmax.minnorm.certificate import power_of_two_scale
 
 from .cases import edge_case, family_case
 
@@ -140,6 +142,36 @@ def _bad_inputs():
         ("init nan", G, {"init": np.array([np.nan, 1, 0, 0, 0, 0])}, ValueError),
         ("init complex", G, {"init": np.full(6, 1 / 6, dtype=complex)}, TypeError),
     ]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("scale", [1e-310, 1e-300, 1e300, 1e306])
+@pytest.mark.parametrize("family", ["well-conditioned", "badly-scaled"])
+def test_tiny_and_huge_gram_matrices_are_solved_like_moderate_ones(method, scale, family):
+    # A valid G at any scale: its entries subnormal (gradient norms near 1e-155) or near overflow. The
+    # methods run on 2^k G (same minimizers, exact) and the certificate on G itself.
+    G1 = family_case(family, 10).G
+    G = G1 / np.abs(G1).max() * scale
+    ref = min_norm_point(G / np.abs(G).max())
+    res = min_norm_point(G, method=method, tol=TOL.get(method, 1e-12))
+    if method != "cvxpy":
+        assert res.success, (res.status, res.gap, res.tolerance)
+    ratio = np.abs(G).max()
+    assert abs(res.value - ratio * ref.value) <= res.gap + res.tolerance + ratio * (ref.gap + ref.tolerance)
+
+
+def test_power_of_two_scale_is_exact_and_only_where_needed():
+    assert power_of_two_scale(1.0) == power_of_two_scale(2.0**300) == power_of_two_scale(0.0) == 1.0
+    for largest in (5e-324, 1e-310, 2.0**-301, 2.0**301, 1.7e308):
+        factor = power_of_two_scale(largest)
+        assert math.frexp(factor)[0] == 0.5  # a power of two: scaling by it rounds nothing
+        assert 2.0**-80 <= largest * factor <= 1.0
+
+
+def test_subnormal_scale_still_rejects_an_indefinite_matrix():
+    with pytest.raises(ValueError, match="positive semidefinite"):
+        min_norm_point(1e-310 * np.array([[1.0, 2.0], [2.0, 1.0]]))
+    assert min_norm_point(1e-310 * np.array([[1.0, -1.0], [-1.0, 1.0]])).success  # g and -g: f* = 0
 
 
 @pytest.mark.parametrize("method", METHODS)
