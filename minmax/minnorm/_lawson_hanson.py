@@ -26,7 +26,7 @@ time and drop points along the segment to an affine minimizer. Here it runs in C
 and NumPy call overhead of each cycle, which is most of a Wolfe solve's time at small m. Its answer is
 not trusted: :mod:`minmax.minnorm.wolfe` certifies it from G and, when the certificate fails (the
 factor's rounding, e.g. gradient norms spread over many orders of magnitude), continues Wolfe's cycles
-from it. The constant c is the corral's (:func:`minmax.minnorm._corral.scale`), the geometric mean of
+from it. The constant c is the corral's (``minmax.minnorm._corral.scale``), the geometric mean of
 the extreme positive squared norms.
 
 References

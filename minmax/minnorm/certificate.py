@@ -17,8 +17,8 @@ The stopping rule is ``gap <= max(rtol * f, floor)``. The floor is the rounding 
 itself, :math:`c\,m\,u\,(\alpha^\top|G|\alpha + \max_i(|G|\alpha)_i) + 8\,m\,\eta` with :math:`u` the
 float64 unit round-off and :math:`\eta = 2^{-1074}` the absolute error of a product that underflows (the
 term matters only for Gram matrices near the subnormal range): a gap below it cannot be told apart from
-zero. It is scale-aware (tighter than a floor
-proportional to :math:`\max_i G_{ii}` when the gradient norms are spread over many orders of magnitude).
+zero. It is scale-aware (tighter than a floor proportional to :math:`\max_i G_{ii}` when the gradient
+norms are spread over many orders of magnitude).
 """
 
 from __future__ import annotations
