@@ -90,8 +90,11 @@ def _free_port() -> int:
 
 def test_two_processes_take_the_union_batch_step(tmp_path):
     out = str(tmp_path / "params")
-    # fork: no re-import of torch in the children (spawn costs ~10 s on a small machine)
-    mp.start_processes(_worker, args=(_free_port(), out), nprocs=len(SIZES), join=True, start_method="fork")
+    # fork: no re-import of torch in the children (spawn costs ~10 s on a small machine). But autograd
+    # cannot run in a child forked after CUDA work in this process (its device threads do not survive the
+    # fork): on a GPU machine where earlier tests used CUDA, spawn.
+    method = "spawn" if torch.cuda.is_initialized() else "fork"
+    mp.start_processes(_worker, args=(_free_port(), out), nprocs=len(SIZES), join=True, start_method=method)
     ranks = [torch.load(f"{out}.{r}") for r in range(len(SIZES))]
     for variant in (*VARIANTS, CUSTOM):
         params, losses, rng = _train(variant)
