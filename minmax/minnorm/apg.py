@@ -24,7 +24,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from ..simplex import project_simplex
-from .certificate import fw_gap, gap_tolerance
+from .certificate import GapTest, fw_gap
 from .result import Status
 
 __all__ = ["APGStep", "DEFAULT_MAX_ITER", "polish_repeatedly", "polish_support", "solve", "tangent_curvature"]
@@ -358,15 +358,10 @@ def solve(
         # simplex and every point is optimal.
         return alpha, 0, Status.OPTIMAL
     step = 2.0 / L
-    # Upper bound on the certificate's rounding floor (|alpha|=1): below it the O(m^2) exact test is worth it.
-    floor_bound = 8.0 * m * _EPS * float(np.max(np.abs(G)))
-    f, gap = fw_gap(alpha, g)
-    if gap <= max(tol * f, floor_bound) and gap <= gap_tolerance(G, alpha, f, tol):
+    certified = GapTest(G, tol)
+    done, f, gap = certified(alpha, g)
+    if done:
         return alpha, 0, Status.OPTIMAL
-
-    def certified(x: np.ndarray, gx: np.ndarray) -> tuple[bool, float, float]:
-        fx, gap_x = fw_gap(x, gx)
-        return gap_x <= max(tol * fx, floor_bound) and gap_x <= gap_tolerance(G, x, fx, tol), fx, gap_x
 
     beta, g_beta = alpha, g
     t = 1.0
@@ -388,7 +383,7 @@ def solve(
             support = new_support
             if same_support >= _POLISH_AFTER or it % _POLISH_EVERY == 0:
                 polished, g_polished, done = polish_repeatedly(
-                    G, new, g_new, certified=lambda x, gx: certified(x, gx)[0], tried=tried
+                    G, new, g_new, certified=certified.passes, tried=tried
                 )
                 if done:
                     return polished, it, Status.OPTIMAL

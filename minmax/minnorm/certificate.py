@@ -35,6 +35,7 @@ from .result import MESSAGES, MinNormResult, Status
 
 __all__ = [
     "DEFAULT_TOL",
+    "GapTest",
     "MinNormCertificate",
     "check_min_norm",
     "fw_gap",
@@ -205,6 +206,31 @@ def gap_tolerance(
         float(abs_weights.dot(abs_g_alpha)) + float(abs_g_alpha.max())
     ) + _UNDERFLOW_FACTOR * m * _ETA
     return float(max(rtol * max(value, 0.0), floor))
+
+
+class GapTest:
+    """The certificate's stopping test for a method's iterate, cheap where it can be decided cheaply.
+
+    ``test(x, gx)`` with ``gx = G @ x`` returns ``(passes, f, gap)``: ``passes`` is
+    ``gap <= gap_tolerance(G, x, f, rtol)``, evaluated (O(m^2)) only once the gap is within
+    ``max(rtol * f, loose_floor)``. ``loose_floor = 8 m u max|G|`` bounds the rounding floor on the simplex
+    from above, so a gap above it fails without computing the floor.
+    """
+
+    __slots__ = ("G", "rtol", "loose_floor")
+
+    def __init__(self, G: np.ndarray, rtol: float):
+        self.G, self.rtol = G, rtol
+        self.loose_floor = 8.0 * G.shape[0] * _EPS * float(np.abs(G).max())
+
+    def __call__(self, x: np.ndarray, gx: np.ndarray) -> tuple[bool, float, float]:
+        f, gap = fw_gap(x, gx)
+        passes = gap <= max(self.rtol * f, self.loose_floor) and gap <= gap_tolerance(self.G, x, f, self.rtol)
+        return passes, f, gap
+
+    def passes(self, x: np.ndarray, gx: np.ndarray) -> bool:
+        """Only the verdict of the test (the form :func:`minmax.minnorm.apg.polish_repeatedly` takes)."""
+        return self(x, gx)[0]
 
 
 @dataclass(frozen=True)

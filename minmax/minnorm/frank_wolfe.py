@@ -39,14 +39,13 @@ from typing import NamedTuple
 import numpy as np
 
 from .apg import polish_repeatedly
-from .certificate import fw_gap, gap_tolerance
+from .certificate import GapTest
 from .result import Status
 
 __all__ = ["FWStep", "VARIANTS", "solve"]
 
 VARIANTS = ("away", "pairwise")
 DEFAULT_MAX_ITER = 100_000
-_EPS = np.finfo(np.float64).eps
 # g = G @ alpha is maintained by O(m) column updates; recomputing it every so many iterations keeps the
 # accumulated rounding at the level of a single matrix-vector product (and it costs O(m) amortized).
 _REANCHOR_EVERY = 32
@@ -171,18 +170,13 @@ def solve(
     alpha = _start(G, init)
     g = G @ alpha
     diag = np.diag(G).copy()
-    # Upper bound on the certificate's rounding floor (|alpha|=1): below it the O(m^2) exact test is worth it.
-    floor_bound = 8.0 * m * _EPS * float(np.max(np.abs(G)))
+    certified = GapTest(G, tol)
     active = alpha > 0
     best_gap = np.inf
     since_best = 0
     stall_iters = _STALL_ITERS + 10 * m
     zero_steps = 0  # consecutive steps of length 0: the state did not move
     same_active, last_key, tried = 0, b"", set()  # tried: faces already polished
-
-    def certified(x: np.ndarray, gx: np.ndarray) -> bool:
-        fx, gap_x = fw_gap(x, gx)
-        return gap_x <= max(tol * fx, floor_bound) and gap_x <= gap_tolerance(G, x, fx, tol)
 
     for it in range(max_iter + 1):
         f = float(alpha @ g)
@@ -193,11 +187,11 @@ def solve(
         else:
             since_best += 1
         stalled = since_best >= stall_iters or zero_steps >= 2
-        if 2.0 * half_gap <= max(tol * f, floor_bound) or it == max_iter or stalled or zero_steps:
+        if 2.0 * half_gap <= max(tol * f, certified.loose_floor) or it == max_iter or stalled or zero_steps:
             alpha /= alpha.sum()
             g = G @ alpha
-            f, gap = fw_gap(alpha, g)
-            if gap <= gap_tolerance(G, alpha, f, tol):
+            done, f, _ = certified(alpha, g)
+            if done:
                 return alpha, it, Status.OPTIMAL
             if it == max_iter:
                 return alpha, it, Status.MAX_ITER
@@ -269,7 +263,9 @@ def solve(
             same_active = same_active + 1 if key == last_key else 0
             last_key = key
             if same_active >= _POLISH_AFTER:
-                polished, g_polished, _ = polish_repeatedly(G, alpha, g, certified=certified, tried=tried)
+                polished, g_polished, _ = polish_repeatedly(
+                    G, alpha, g, certified=certified.passes, tried=tried
+                )
                 if polished is not alpha:  # the next iteration's test certifies it (or goes on from it)
                     alpha, g, active = polished, g_polished, polished > 0
                     same_active = 0
