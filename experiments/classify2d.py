@@ -39,6 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from experiments.figures import pyplot, save
+
 __all__ = ["linearized_comparison", "main", "make_points", "train"]
 
 
@@ -154,10 +156,7 @@ LABELS = {"ddi": "DDi", "pgd": "single adversary (PGD)", "pgd_unit": "single adv
 
 
 def _figures(out: dict, args, out_dir: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = out["rows"]
     it = [r["iteration"] for r in rows]
@@ -169,9 +168,7 @@ def _figures(out: dict, args, out_dir: str) -> None:
     ax.set_xlabel("iteration")
     ax.set_ylabel(f"pairs with <g_i, g_j> < 0 (of {pairs})")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "negative_inner_products.png"), dpi=130)
-    plt.close(fig)
+    save(fig, os.path.join(out_dir, "negative_inner_products.png"))
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for name in out["models"]:
@@ -180,9 +177,7 @@ def _figures(out: dict, args, out_dir: str) -> None:
     ax.set_xlabel("iteration")
     ax.set_ylabel(f"robust loss (worst of {args.eval_restarts} PGD attacks)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "robust_loss.png"), dpi=130)
-    plt.close(fig)
+    save(fig, os.path.join(out_dir, "robust_loss.png"))
 
     comp = out["comparison"]
     if comp is not None:
@@ -196,9 +191,7 @@ def _figures(out: dict, args, out_dir: str) -> None:
         ax.set_ylabel(r"linearized robust loss $\max_i L_i + t\langle g_i, d\rangle$")
         ax.set_title(f"iteration {args.compare_at}")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(os.path.join(out_dir, "linearized.png"), dpi=130)
-        plt.close(fig)
+        save(fig, os.path.join(out_dir, "linearized.png"))
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), sharey=True)
     x, y = out["x"].numpy(), out["y"].numpy()
@@ -213,9 +206,7 @@ def _figures(out: dict, args, out_dir: str) -> None:
         ax.scatter(x[:, 0], x[:, 1], c=y, cmap="RdBu", edgecolors="k", s=18)
         ax.set_title(LABELS[name])
         ax.set_aspect("equal")
-    fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "boundaries.png"), dpi=110)
-    plt.close(fig)
+    save(fig, os.path.join(out_dir, "boundaries.png"), dpi=110)
 
 
 def _summary(out: dict, args) -> dict:

@@ -14,6 +14,8 @@ import json
 import os
 import sys
 
+from experiments.figures import pyplot, save
+
 __all__ = ["find_reports", "load_points", "main_final", "plot_final"]
 
 MARKERS = {"best": "o", "last": "s"}
@@ -101,10 +103,7 @@ def load_points(paths, *, metric: str = "auto", labels=None) -> tuple[list[dict]
 
 def plot_final(points: list[dict], out: str, *, metric: str, title: str | None = None) -> None:
     """Scatter clean (x) against robust (y) accuracy, one colour per run, best ○ and last □ joined."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     runs = list(dict.fromkeys(p["run"] for p in points))
@@ -127,10 +126,7 @@ def plot_final(points: list[dict], out: str, *, metric: str, title: str | None =
     ax.set_title(title or f"final comparison, {points[0]['threat']}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    fig.savefig(out, dpi=130)
-    plt.close(fig)
+    save(fig, out)
 
 
 def _table(points: list[dict], metric: str) -> str:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from experiments.checkpoint import CheckpointError
 from experiments.cli import parse_fraction
 from experiments.data import DataError, derive_seed
+from experiments.figures import pyplot, save
 
 __all__ = ["analyze", "main"]
 
@@ -97,10 +98,7 @@ def summarize(res: dict, *, eps: float, dim: int, m: int) -> dict:
 
 
 def _plots(res: dict, summary: dict, out_dir: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     dist = res["distances"].ravel() / summary["unit_eps_sqrt_d"]
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -111,9 +109,7 @@ def _plots(res: dict, summary: dict, out_dir: str) -> None:
     ax.set_ylabel("pairs")
     ax.set_title(f"{summary['images']} images, m = {summary['m']} PGD attacks each")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "distances.png"), dpi=130)
-    plt.close(fig)
+    save(fig, os.path.join(out_dir, "distances.png"))
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     losses, clean = res["losses"], res["clean_loss"]
@@ -127,9 +123,7 @@ def _plots(res: dict, summary: dict, out_dir: str) -> None:
     b.hist(losses.max(1) - losses.min(1), bins=60, color="C1")
     b.set_xlabel("per image: max - min loss over the m optima")
     b.set_ylabel("images")
-    fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "losses.png"), dpi=130)
-    plt.close(fig)
+    save(fig, os.path.join(out_dir, "losses.png"))
 
 
 def _write_csv(res: dict, path: str) -> None:

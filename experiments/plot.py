@@ -25,6 +25,7 @@ import json
 import os
 import sys
 
+from experiments.figures import pyplot, save
 from experiments.logs import read_metrics
 
 __all__ = ["load_runs", "main", "plot_runs"]
@@ -70,10 +71,7 @@ def load_runs(run_dirs, labels=None) -> list[dict]:
 def plot_runs(runs: list[dict], out: str, *, metric: str = "test_robust_acc", clean: bool = False,
               title: str | None = None) -> None:
     """Draw ``metric`` against epoch (left) and wall-clock hours (right) for each run into ``out``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import matplotlib.ticker
 
     fig, (ax_epoch, ax_time) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
@@ -104,10 +102,7 @@ def plot_runs(runs: list[dict], out: str, *, metric: str = "test_robust_acc", cl
     ax_epoch.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    fig.savefig(out, dpi=130)
-    plt.close(fig)
+    save(fig, out)
 
 
 def _table(runs: list[dict], metric: str) -> str:

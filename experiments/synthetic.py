@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.figures import pyplot, save
 from minmax import covering_radius, one_sided_derivative, steepest_descent
 from minmax.maxfunc import History, ddi, inverse_sqrt, single_adversary
 from minmax.problems import Counterexample1, Counterexample2, Figure1
@@ -173,10 +174,7 @@ def write_history_csv(problem, history: History, path: Path) -> None:
 
 def plot_figure1(problem, histories: dict[str, History], out: Path) -> list[Path]:
     """Write Figure 1 (a) (contours and trajectories) and (b) (robust loss against iterations)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     styles = {"DDi": ("tab:blue", "o"), "single adversary": ("tab:red", "s")}
     pts = np.concatenate([h.thetas for h in histories.values()])
@@ -199,10 +197,8 @@ def plot_figure1(problem, histories: dict[str, History], out: Path) -> list[Path
     ax.set_ylabel(r"$\theta_2$")
     ax.set_title(r"(a) contours of $\varphi$ and the iterates")
     ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
     path_a = out / "figure1a_contour.png"
-    fig.savefig(path_a, dpi=120)
-    plt.close(fig)
+    save(fig, path_a, dpi=120)
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for name, h in histories.items():
@@ -213,10 +209,8 @@ def plot_figure1(problem, histories: dict[str, History], out: Path) -> list[Path
     ax.set_ylabel(r"robust loss $\varphi(\theta_k)$")
     ax.set_title("(b) robust loss")
     ax.legend(fontsize=8)
-    fig.tight_layout()
     path_b = out / "figure1b_robust_loss.png"
-    fig.savefig(path_b, dpi=120)
-    plt.close(fig)
+    save(fig, path_b, dpi=120)
     return [path_a, path_b]
 
 
