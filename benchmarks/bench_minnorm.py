@@ -91,25 +91,18 @@ def _solver(G: np.ndarray, method: str) -> Callable[[], object] | None:
 def _record(G: np.ndarray, seconds: float, single: float, out) -> dict:
     if isinstance(out, np.ndarray):  # the paper's APG returns bare weights: certify them here
         cert = check_min_norm(G, out, rtol=DEFAULT_TOL)
-        return dict(
-            time=seconds,
-            single=single,
-            value=cert.value,
-            gap=cert.gap,
-            tol=cert.tolerance,
-            weights=out,
-            optimal=False,
-            code="c" if cert.optimal else "-",
-        )
+        weights, optimal, code = out, False, "c" if cert.optimal else "-"
+    else:
+        cert, weights, optimal, code = out, out.weights, out.success, _STATUS_CODE[out.status]
     return dict(
         time=seconds,
         single=single,
-        value=out.value,
-        gap=out.gap,
-        tol=out.tolerance,
-        weights=out.weights,
-        optimal=out.success,
-        code=_STATUS_CODE[out.status],
+        value=cert.value,
+        gap=cert.gap,
+        tol=cert.tolerance,
+        weights=weights,
+        optimal=optimal,
+        code=code,
     )
 
 
