@@ -23,7 +23,7 @@ import numpy as np
 
 from minmax import gram, min_norm_point
 
-__all__ = ["instances", "main", "qp_table"]
+__all__ = ["fresh_run_dir", "instances", "main", "qp_table"]
 
 
 def instances(seed: int = 0) -> dict[str, np.ndarray]:
@@ -103,7 +103,20 @@ def main(argv=None) -> int:
     if args.no_train:
         return 0
     print("\n== 3. Adversarial training with DDi on generated data (--preset quick)\n")
-    return train.main(["--preset", "quick", "--out", str(args.out / "train"), "--no-progress"])
+    return train.main(["--preset", "quick", "--out", str(fresh_run_dir(args.out / "train")), "--no-progress"])
+
+
+def fresh_run_dir(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``, ...: the first that does not exist yet.
+
+    ``experiments.train`` refuses to overwrite a run (no lost work), so a second ``make demo`` trains into
+    a new folder beside the earlier one instead of failing.
+    """
+    candidate, k = path, 1
+    while candidate.exists():
+        k += 1
+        candidate = path.with_name(f"{path.name}-{k}")
+    return candidate
 
 
 if __name__ == "__main__":
