@@ -169,6 +169,8 @@ class Corral:
             self.member[i] = False
         self.k = 0
         k = len(S)
+        if k == 0:  # an exchange on a one-point corral empties it; LAPACK rejects (and prints on) n = 0
+            return True
         idx = np.array(S, dtype=np.intp)
         rows = self.G[idx]
         A = rows.take(idx, axis=1)

@@ -25,20 +25,20 @@ def _integer_problems():
 
 
 @pytest.mark.parametrize(("name", "grads"), list(_integer_problems()))
-def test_start_solves_well_scaled_problems_exactly(name, grads):
-    # Integer gradients: the reduction's arithmetic is accurate, so the start alone is the optimum,
-    # affinely dependent points (duplicates, more points than dimensions + 1) included.
+def test_min_norm_point_is_exact_on_integer_problems_whatever_the_start_gives(name, grads):
+    # The claim is the certified result, not the heuristic start: whether the start's rounding passes the
+    # certificate depends on the BLAS kernel (OpenBLAS's Haswell kernel leaves f = 9e-32 on a zero gradient,
+    # gap 1.9e-16 > floor 2.9e-30), and Wolfe finishes what it does not certify. Duplicates and affinely
+    # dependent points (more points than dimensions + 1) included.
     G = gram_of(grads)
     start = lawson_hanson_start(G)
-    assert start is not None
-    cert = check_min_norm(G, start)
-    assert cert.optimal, (name, cert)
+    if start is not None:  # whatever its accuracy, the start is a point of the simplex
+        assert start.shape == (G.shape[0],) and np.all(start >= 0)
+        assert abs(start.sum() - 1.0) <= 4 * G.shape[0] * np.finfo(float).eps
+    res = min_norm_point(G)
+    assert res.status is Status.OPTIMAL, (name, res.status, res.gap, res.tolerance)
     f_star, g_star = _exact_reference(grads)
-
-    class Result:  # the fields assert_matches reads
-        weights, value, gap, tolerance = start, cert.value, cert.gap, cert.tolerance
-
-    assert_matches(G, Result, f_star, g_star, where=name)
+    assert_matches(G, res, f_star, g_star, where=name)
 
 
 def test_a_certified_start_is_the_answer():

@@ -283,3 +283,20 @@ def test_wolfe_corral_factor_stays_accurate_through_appends_and_removals(family)
         assert residual <= 16 * k * EPS * worst_cond, (step, residual, worst_cond)
         np.testing.assert_allclose(corral.w[:k], F.sum(axis=0), rtol=0, atol=1e-13 * k * np.abs(F).max())
         assert sorted(S.tolist()) == [i for i in range(24) if corral.member[i]]
+
+
+def test_wolfe_exchange_on_a_one_point_corral_is_silent(capfd):
+    """An exchange that empties a one-point corral refactors nothing: LAPACK is not called with n = 0 (its
+    xerbla used to print "On entry to DTRTRI parameter number 5 had an illegal value" to stderr)."""
+    from minmax.minnorm import wolfe
+    from minmax.minnorm._corral import Corral
+
+    G = np.array([[1.0, 0.5], [0.5, 2.0]])
+    corral = Corral(G)
+    assert corral.append(1)
+    x, ok = wolfe._exchange(corral, np.array([1.0]), 0)
+    assert ok and corral.S.tolist() == [0]
+    np.testing.assert_array_equal(x, [1.0])
+    assert corral.refactor([]) == [] and corral.k == 0
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
