@@ -4,8 +4,9 @@ A finite set :math:`\{\delta_1, \dots, \delta_m\}` rarely holds every maximizer 
 :math:`g(\theta, \cdot)`, so :math:`\max_i \langle\gamma, g_i\rangle` is only a lower bound of the
 directional derivative :math:`D_\gamma\varphi(\theta)`. If the maximizers :math:`S^*(\theta)` lie within
 :math:`\epsilon` of the finite set and :math:`\delta \mapsto \nabla_\theta g(\theta, \delta)` is
-:math:`L`-Lipschitz, the missing maximizers raise it by at most :math:`L\epsilon`, and
-:math:`\max_i \langle\gamma, g_i\rangle < -L\epsilon` certifies descent.
+:math:`L`-Lipschitz, the missing maximizers raise it by at most :math:`L\epsilon\|\gamma\|`, and
+:math:`\max_i \langle\gamma, g_i\rangle < -L\epsilon\|\gamma\|` certifies descent (for a unit
+:math:`\gamma`, the paper's :math:`-L\epsilon`).
 
 References
 ----------
@@ -26,10 +27,6 @@ from .minnorm.certificate import validate_tol
 
 __all__ = ["DescentCertificate", "certify_descent", "covering_radius", "estimate_lipschitz"]
 
-# |‖γ‖ - 1| allowed for a "unit" direction, in units of its dtype's machine epsilon (a float32 vector
-# normalized in float32 over millions of entries is off by a few dozen ulps), and never above 1e-2.
-_UNIT_ULPS = 64.0
-_UNIT_CAP = 1e-2
 # Distance norms accepted for δ (the norm of Theorem 3's ε and L must be the same one).
 _NORMS = {"l2": 2, "linf": np.inf, 2: 2, np.inf: np.inf}
 
@@ -41,15 +38,20 @@ class DescentCertificate:
     Attributes
     ----------
     certified : bool
-        ``slope < bound``: under the hypotheses of :func:`certify_descent`, :math:`D_\gamma\varphi(\theta)
-        \le` ``slope - bound`` :math:`< 0` and :math:`\gamma` is a descent direction of :math:`\varphi`.
+        :math:`\max_i \langle\gamma, g_i\rangle < -L\epsilon\|\gamma\|`: under the hypotheses of
+        :func:`certify_descent`, :math:`D_{\hat\gamma}\varphi(\theta) \le` ``slope - bound`` :math:`< 0`
+        for :math:`\hat\gamma = \gamma/\|\gamma\|`, and :math:`\gamma` is a descent direction of
+        :math:`\varphi`.
     slope : float
-        :math:`\max_i \langle\gamma, g_i\rangle` over the finite set (float64 accumulation).
+        :math:`\max_i \langle\hat\gamma, g_i\rangle` over the finite set, for the unit direction
+        :math:`\hat\gamma` (float64 accumulation).
     bound : float
         :math:`-L\epsilon`.
     margin : float
         ``bound - slope``; positive exactly when certified, and then a lower bound on the decrease rate
-        :math:`-D_\gamma\varphi(\theta)`.
+        :math:`-D_{\hat\gamma}\varphi(\theta)` along the unit direction.
+    norm : float
+        :math:`\|\gamma\|_2` of the direction as given (float64), by which the test was scaled.
     lipschitz : float
         :math:`L` used.
     radius : float
@@ -60,36 +62,29 @@ class DescentCertificate:
     slope: float
     bound: float
     margin: float
+    norm: float
     lipschitz: float
     radius: float
 
 
-def _unit_norm(gamma, grads) -> float:
-    """‖γ‖ in float64, checked to be 1 within the round-off of γ's dtype."""
+def _norm(gamma, grads) -> float:
+    """‖γ‖ in float64 (of γ's entries as stored, whatever their dtype); γ must be finite and nonzero."""
     blocks, xp, _ = as_blocks(grads)
     gblocks = _gamma_blocks(gamma, blocks, xp, single=not _is_block_list(grads), name="gamma")
     sq = 0.0
-    eps = 0.0
     for g in gblocks:
         g64 = xp.astype(g, xp.float64)
         sq += float(xp.sum(g64 * g64))
-        eps = max(eps, float(xp.finfo(g.dtype).eps) if xp.isdtype(g.dtype, "real floating") else 0.0)
     norm = float(np.sqrt(sq))
     if not np.isfinite(norm):
         raise ValueError("gamma contains NaN or infinite entries")
     if norm == 0.0:
-        raise ValueError("gamma is zero: Theorem 3 needs a unit direction (a stationary point has none)")
-    allowed = min(_UNIT_ULPS * max(eps, float(np.finfo(np.float64).eps)), _UNIT_CAP)
-    if abs(norm - 1.0) > allowed:
-        raise ValueError(
-            f"gamma must be a unit vector: its norm is {norm:.17g}, off by more than {allowed:.1e}; "
-            "normalize it (the bound -L*eps of Theorem 3 is for unit directions)"
-        )
+        raise ValueError("gamma is zero: Theorem 3 needs a nonzero direction (a stationary point has none)")
     return norm
 
 
 def certify_descent(grads, gamma, *, lipschitz, radius) -> DescentCertificate:
-    r"""Certify a unit direction as a descent direction of :math:`\varphi` (Theorem 3 of [1]_).
+    r"""Certify a direction as a descent direction of :math:`\varphi` (Theorem 3 of [1]_).
 
     Parameters
     ----------
@@ -97,9 +92,9 @@ def certify_descent(grads, gamma, *, lipschitz, radius) -> DescentCertificate:
         :math:`g_i = \nabla_\theta g(\theta, \delta_i)` at the finite set :math:`\delta_1, \dots,
         \delta_m \in S`, in either layout of :mod:`minmax.gram`, any array-API backend.
     gamma : array of shape (d,), or sequence of arrays of shape shape_k
-        A unit direction (Euclidean norm 1 within the round-off of its dtype), in the layout and array
-        type of ``grads`` -- typically :attr:`SteepestDescentResult.direction`, but any unit direction
-        is covered by the theorem.
+        A nonzero direction in the layout and array type of ``grads``, in any floating dtype -- typically
+        :attr:`SteepestDescentResult.direction`, but any direction is covered by the theorem. It need not
+        be of unit norm: the test is scaled by its norm (see Notes).
     lipschitz : float
         :math:`L \ge 0`: :math:`\|\nabla_\theta g(\theta, \delta) - \nabla_\theta g(\theta, \delta')\|_2
         \le L \|\delta - \delta'\|` for the :math:`\delta, \delta'` involved (see Notes).
@@ -117,8 +112,8 @@ def certify_descent(grads, gamma, *, lipschitz, radius) -> DescentCertificate:
     TypeError
         Bad array types or layouts, ``lipschitz`` or ``radius`` not real numbers.
     ValueError
-        Mismatched shapes, an empty set, non-finite entries, a ``gamma`` that is zero or not of unit
-        norm, a negative or non-finite ``lipschitz`` or ``radius``.
+        Mismatched shapes, an empty set, non-finite entries, a ``gamma`` that is zero, a negative or
+        non-finite ``lipschitz`` or ``radius``.
 
     Notes
     -----
@@ -130,19 +125,25 @@ def certify_descent(grads, gamma, *, lipschitz, radius) -> DescentCertificate:
     :math:`\|\delta - \delta_i\| \le \epsilon` (the :math:`\delta_i \in S` need not be maximizers
     themselves); (iii) :math:`\|\nabla_\theta g(\theta,\delta) - \nabla_\theta g(\theta,\delta_i)\|_2 \le
     L\|\delta - \delta_i\|` for those pairs (it suffices that :math:`\nabla_\theta g(\theta, \cdot)` is
-    :math:`L`-Lipschitz on :math:`S`); (iv) :math:`\|\gamma\|_2 = 1`.
+    :math:`L`-Lipschitz on :math:`S`); (iv) :math:`\gamma \ne 0`.
 
     **Conclusion.** By Cauchy-Schwarz, for :math:`\delta \in S^*(\theta)` and its nearby :math:`\delta_i`,
-    :math:`\langle\gamma, \nabla_\theta g(\theta,\delta)\rangle \le \langle\gamma, g_i\rangle + L\epsilon`,
-    so :math:`D_\gamma\varphi(\theta) \le \max_i\langle\gamma, g_i\rangle + L\epsilon`. If
-    :math:`\max_i\langle\gamma, g_i\rangle < -L\epsilon` then :math:`D_\gamma\varphi(\theta) < 0`:
-    :math:`\gamma` is a descent direction (:math:`\varphi(\theta + t\gamma) < \varphi(\theta)` for all small
-    :math:`t > 0`). The test is sufficient, not necessary: a withheld certificate proves nothing.
+    :math:`\langle\gamma, \nabla_\theta g(\theta,\delta)\rangle \le \langle\gamma, g_i\rangle +
+    L\epsilon\|\gamma\|`, so :math:`D_\gamma\varphi(\theta) \le \max_i\langle\gamma, g_i\rangle +
+    L\epsilon\|\gamma\|`. If :math:`\max_i\langle\gamma, g_i\rangle < -L\epsilon\|\gamma\|` then
+    :math:`D_\gamma\varphi(\theta) < 0`: :math:`\gamma` is a descent direction
+    (:math:`\varphi(\theta + t\gamma) < \varphi(\theta)` for all small :math:`t > 0`). For a unit
+    :math:`\gamma` this is the paper's test :math:`\max_i\langle\gamma, g_i\rangle < -L\epsilon`; scaling
+    by the norm keeps it sound for a direction that is only nearly unit (a bfloat16 or float16 vector
+    normalized in its own precision is off by up to a few parts in a thousand, which the unscaled test
+    would turn into a wrong certificate) and for unnormalized steps such as :math:`-\nabla_\theta g`. The
+    test is sufficient, not necessary: a withheld certificate proves nothing.
 
     The certificate is only as sound as :math:`L` and :math:`\epsilon`: with the empirical estimates of
     :func:`estimate_lipschitz` (a lower estimate of :math:`L`) or a radius computed from sampled rather
-    than exact maximizers, it is a heuristic. The inner products are accumulated in float64 and the
-    strict inequality is tested as is (no round-off allowance).
+    than exact maximizers, it is a heuristic. The inner products and :math:`\|\gamma\|` are computed in
+    float64 from the entries of ``grads`` and ``gamma`` as stored, and the strict inequality is tested on
+    :math:`\max_i\langle\gamma, g_i\rangle / \|\gamma\|` as is (no round-off allowance).
 
     References
     ----------
@@ -168,14 +169,15 @@ def certify_descent(grads, gamma, *, lipschitz, radius) -> DescentCertificate:
     """
     lipschitz = validate_tol(lipschitz, name="lipschitz")
     radius = validate_tol(radius, name="radius")
-    _unit_norm(gamma, grads)
-    slope = float(np.max(inner_products(grads, gamma)))
+    norm = _norm(gamma, grads)
+    slope = float(np.max(inner_products(grads, gamma))) / norm
     bound = -lipschitz * radius
     return DescentCertificate(
         certified=bool(slope < bound),
         slope=slope,
         bound=bound,
         margin=bound - slope,
+        norm=norm,
         lipschitz=lipschitz,
         radius=radius,
     )

@@ -188,6 +188,20 @@ def test_single_adversary_history():
     np.testing.assert_allclose(raw.thetas[1], raw.thetas[0] - 0.1 * g)
 
 
+def test_single_adversary_unnormalized_steps_are_certified_like_unit_ones():
+    # The raw step -g is certified by Theorem 3 scaled by its norm: the same verdict as the unit step.
+    kwargs = dict(inner_steps=20, inner_step_size=0.5, step_size=0.1, iterations=3, rng=0, lipschitz=4.0,
+                  radius=0.01)
+    raw = single_adversary(Figure1(), [0.5, 0.3], normalize=False, **kwargs)
+    unit = single_adversary(Figure1(), [0.5, 0.3], **kwargs)
+    for k in range(3):
+        g = Figure1().grad_theta(raw.thetas[k], raw.maximizers[k].deltas[0])
+        cert = raw.certificates[k]
+        assert cert.norm == pytest.approx(np.linalg.norm(g)) and cert.certified
+        assert cert.slope == pytest.approx(-np.linalg.norm(g), rel=1e-12)  # one maximizer: <-g/|g|, g>
+    assert unit.certificates[0].slope == pytest.approx(raw.certificates[0].slope, rel=1e-12)
+
+
 def test_ddi_stationary_point_stays_put():
     # Counterexample 1 at theta = 0: S* = [-1, 1], gradients +-1, the origin is in their hull.
     h = ddi(Counterexample1(), 0.0, m=10, inner_steps=0, iterations=2, rng=0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from minmax import check_min_norm, min_norm_point
+from minmax import min_norm_point
 from minmax.minnorm import Status, _lawson_hanson, wolfe
 from minmax.minnorm._lawson_hanson import lawson_hanson_start
 
