@@ -253,7 +253,7 @@ def steepest_descent(
     tol : float, default 1e-12
         Relative duality-gap tolerance of the QP.
     init : array_like of shape (m,), optional
-        Warm start for the weights (e.g. the previous step's ``weights``).
+        Warm start for the weights (e.g. an interrupted solve's ``weights``).
     gram : array of shape (m, m), optional
         A precomputed Gram matrix of ``grads`` (e.g. averaged across processes); only its shape is
         checked against ``grads``. Computed with :func:`minmax.gram` (float64) when omitted.

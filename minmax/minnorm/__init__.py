@@ -106,7 +106,7 @@ def min_norm_point(
     max_iter : int, optional
         Iteration limit; each method has its own default.
     init : array_like of shape (m,), optional
-        Warm start on the simplex (e.g. the previous step's weights).
+        Warm start on the simplex (e.g. an interrupted solve's weights).
 
     Returns
     -------

@@ -58,6 +58,7 @@ from minmax.gram import gram
 from minmax.minnorm.certificate import fw_gap
 from minmax.torch import distributed as _dist
 from minmax.torch import gradients as _grads
+from minmax.torch._checks import positive_float, positive_int
 from minmax.torch.attacks import FGSM, PGD, AttackResult, worst_case
 
 __all__ = ["VARIANTS", "DescentStep", "NonFiniteLossError", "StepRecord", "VariantSpec", "parse_variant"]
@@ -81,7 +82,7 @@ class NonFiniteLossError(FloatingPointError):
 
 @dataclass(frozen=True)
 class VariantSpec:
-    """A parsed variant name.
+    """A parsed variant name (made by :func:`parse_variant`; a hand-made one is checked the same way).
 
     Attributes
     ----------
@@ -96,6 +97,12 @@ class VariantSpec:
         K' for pgd-long, else None (the step's ``steps``).
     decay : bool
         pgd-K'-1/t: 1/t step decay after step K + 1.
+
+    Raises
+    ------
+    TypeError, ValueError
+        An unknown family, a count below 1, m > 1 for a one-attack family, ``steps`` given other than for
+        pgd-long (or missing there), or ``decay`` other than for pgd-long.
     """
 
     name: str
@@ -103,6 +110,22 @@ class VariantSpec:
     m: int = 1
     steps: int | None = None
     decay: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.name, str):
+            raise TypeError(f"VariantSpec.name must be a string, got {type(self.name).__name__}")
+        if self.family not in VARIANTS:
+            raise ValueError(f"VariantSpec.family must be one of {VARIANTS}, got {self.family!r}")
+        positive_int(self.m, "VariantSpec.m")
+        if self.family in ("pgd", "fast", "pgd-long") and self.m != 1:
+            raise ValueError(f"VariantSpec: {self.family} takes one attack (m = 1), got m = {self.m}")
+        if (self.steps is None) == (self.family == "pgd-long"):
+            raise ValueError(f"VariantSpec: steps (K') is required for pgd-long and only there, got "
+                             f"family {self.family!r} with steps={self.steps!r}")
+        if self.steps is not None:
+            positive_int(self.steps, "VariantSpec.steps")
+        if not isinstance(self.decay, bool) or (self.decay and self.family != "pgd-long"):
+            raise ValueError(f"VariantSpec.decay must be a bool, True only for pgd-long, got {self.decay!r}")
 
     @property
     def danskin(self) -> bool:
@@ -190,6 +213,15 @@ class StepRecord:
     strategy: str = ""
 
 
+def _unwrap(model):
+    """The module inside a DistributedDataParallel or DataParallel wrapper, and whether it was DDP."""
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        return model.module, True
+    if isinstance(model, torch.nn.DataParallel):
+        return model.module, False
+    return model, False
+
+
 class DescentStep:
     r"""One adversarial training step of a paper variant; fills ``p.grad`` with the update.
 
@@ -217,8 +249,9 @@ class DescentStep:
         see the scale; ``p.grad`` receives S·direction, so ``scaler.step(optimizer)`` unscales it back to
         exactly the direction. On overflow (a non-finite gradient, finite loss) no QP runs, ``p.grad`` is
         filled with NaN, ``scaler.step`` skips the update and ``scaler.update()`` lowers the scale, as usual.
-    distributed : bool
+    distributed : bool, optional
         Take the step of the union of the ranks' batches (see Notes and :mod:`minmax.torch.distributed`).
+        Default: True for a DistributedDataParallel model, False otherwise.
     total_steps : int, optional
         Length of the m schedule of ddi-decay (required there).
     qp_method : str
@@ -236,9 +269,20 @@ class DescentStep:
     per-set updates (:func:`minmax.torch.gradients.commit_buffers`): ordinary for single-set variants.
 
     **Danskin direction**: with :math:`G = M^\top M` (float64), :math:`\alpha^* = \operatorname{argmin}_{
-    \alpha \in \Delta} \alpha^\top G \alpha` warm-started at the previous step's α* and
+    \alpha \in \Delta} \alpha^\top G \alpha` (a cold start every step: ``python -m benchmarks
+    warmstart`` found the previous batch's α* about 3x slower) and
     :math:`\gamma^* = -M\alpha^*/\|M\alpha^*\|` (Theorem 2; Algorithm 1). The linearized robust loss
     :math:`\max_i L_i + \langle g_i, t\gamma^*\rangle` decreases at rate ``slope`` :math:`= -\|M\alpha^*\|`.
+
+    **Unused parameters**: a trainable parameter that the loss does not reach at any of the m sets gets
+    ``p.grad = None``, as ``loss.backward()`` leaves it, so weight decay and momentum skip it; every other
+    parameter gets a tensor (zero where its gradient is zero).
+
+    **Wrapped models**: a :class:`~torch.nn.parallel.DistributedDataParallel` or
+    :class:`~torch.nn.DataParallel` model is unwrapped to its ``.module``. DDP averages gradients in
+    ``backward()``, which the m gradients (``torch.autograd.grad``) never call, so a DDP model takes the
+    library's own cross-rank path: ``distributed`` defaults to True for it, and ``distributed=False``
+    raises. A DataParallel model runs on its module's device.
 
     **Distributed** (``distributed=True``, under an initialized default process group; rank r holds a local
     batch of :math:`B_r` samples, the union batch is their concatenation in rank order). Each step
@@ -276,46 +320,57 @@ class DescentStep:
     """
 
     def __init__(self, model, variant, *, eps=8 / 255, step_size=2 / 255, steps=7, norm="linf", loss=None,
-                 normalize=True, strategy="auto", amp_dtype=None, scaler=None, distributed=False,
+                 normalize=True, strategy="auto", amp_dtype=None, scaler=None, distributed=None,
                  total_steps=None, qp_method="wolfe", attack=None):
-        self.model = model
-        self.params = [p for _, p in _grads.trainable_parameters(model)]
+        self.model, ddp = _unwrap(model)
+        if distributed is None:
+            distributed = ddp
+        elif ddp and not distributed:
+            raise ValueError(
+                "model is wrapped in DistributedDataParallel, whose gradient all-reduce runs in backward(), "
+                "which DescentStep never calls (it takes the m gradients with torch.autograd.grad): pass "
+                "distributed=True (or leave it None), and DescentStep averages the gradients across ranks "
+                "itself")
+        self.params = [p for _, p in _grads.trainable_parameters(self.model)]
+        if not isinstance(variant, (str, VariantSpec)):
+            raise TypeError(f"variant must be a name or a VariantSpec, got {type(variant).__name__}")
         self.spec = variant if isinstance(variant, VariantSpec) else parse_variant(variant)
-        for name, v in (("eps", eps), ("step_size", step_size)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (np.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        # the attacks' own validators: the same numbers (np.float32, np.int64 included) pass both
+        self.eps, self.step_size = positive_float(eps, "eps"), positive_float(step_size, "step_size")
+        self.steps = positive_int(steps, "steps")
         if norm not in ("linf", "l2"):
             raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
         if amp_dtype not in (None, torch.bfloat16, torch.float16):
             raise ValueError(f"amp_dtype must be None, torch.bfloat16 or torch.float16, got {amp_dtype!r}")
-        if self.spec.family == "ddi-decay" and (not isinstance(total_steps, int) or total_steps < 1):
-            raise ValueError(f"ddi-decay needs total_steps (an integer >= 1), got {total_steps!r}")
+        if self.spec.family == "ddi-decay":
+            if total_steps is None:
+                raise ValueError("ddi-decay needs total_steps (an integer >= 1), got None")
+            total_steps = positive_int(total_steps, "total_steps")
         if loss is not None and not callable(loss):
             raise TypeError(f"loss must be a callable (logits, y) -> scalar, got {type(loss).__name__}")
         _grads.resolve_strategy(strategy, "cpu")  # validates the name
-        self.eps, self.step_size, self.steps, self.norm = float(eps), float(step_size), steps, norm
-        self.loss, self.normalize, self.strategy = loss, bool(normalize), strategy
+        self.norm, self.loss, self.normalize, self.strategy = norm, loss, bool(normalize), strategy
         self.amp_dtype, self.scaler, self.distributed = amp_dtype, scaler, bool(distributed)
         self.total_steps, self.qp_method, self.attack = total_steps, qp_method, attack
         self.t = 0
         self._fallback = None
-        self.weights = None  # the previous α*, the QP's warm start
 
     # -- state ------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """The step counter and warm-start weights (for an exact resume)."""
-        w = None if self.weights is None else self.weights.tolist()
-        return {"variant": self.spec.name, "t": self.t, "weights": w}
+        """The variant's name and the step counter t (ddi-decay's schedule), for an exact resume."""
+        return {"variant": self.spec.name, "t": self.t}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore :meth:`state_dict`; the variant must match."""
+        """Restore :meth:`state_dict`; the variant must match.
+
+        States written before the QP's warm start was removed also hold ``"weights"``, which is ignored:
+        each step's QP starts cold (``python -m benchmarks warmstart``: the previous batch's α* made it
+        about 3x slower).
+        """
         if state.get("variant") != self.spec.name:
             raise ValueError(f"state is for variant {state.get('variant')!r}, this step is "
                              f"{self.spec.name!r}")
         self.t = int(state["t"])
-        self.weights = None if state["weights"] is None else np.asarray(state["weights"], dtype=np.float64)
 
     def current_m(self) -> int:
         """Restarts this step: m, or for ddi-decay m0 + (1 - m0)·t/total_steps rounded, 1 after the end."""
@@ -393,9 +448,10 @@ class DescentStep:
             # scaler.scale() also creates the scale tensor lazily, as scaler.step() requires.
             scale = float(self.scaler.scale(torch.ones((), device=dev)))
         sg = self._gradients(sets, y.to(dev), scale)
-        blocks, losses, buffers = sg.blocks, sg.losses, sg.buffers
+        blocks, losses, buffers, used = sg.blocks, sg.losses, sg.buffers, sg.used
         if self.distributed:
             blocks, losses, buffers = _dist.average_sets(blocks, losses, buffers, x.shape[0], sizes)
+            used = _dist.any_rank(used, dev)
         losses_np = losses.double().cpu().numpy()
         if not np.all(np.isfinite(losses_np)):
             bad = [i for i, v in enumerate(losses_np) if not np.isfinite(v)]
@@ -410,8 +466,8 @@ class DescentStep:
             if scale is None:
                 raise NonFiniteLossError(f"{self.spec.name}: finite losses but a NaN or infinite gradient "
                                          f"(step {self.t})")
-            for p in self.params:
-                p.grad = torch.full_like(p, float("nan"))
+            for p, u in zip(self.params, used, strict=True):
+                p.grad = torch.full_like(p, float("nan")) if u else None
             self.t += 1
             nan = float("nan")
             return StepRecord(float(losses_np.max()), tuple(losses_np.tolist()), np.full(len(losses_np), nan),
@@ -422,11 +478,9 @@ class DescentStep:
         t3 = self._sync(dev)
         m = G.shape[0]
         if self.spec.danskin:
-            init = self.weights if self.weights is not None and self.weights.shape == (m,) else None
-            res = steepest_descent(blocks, gram=G, init=init, method=self.qp_method)
+            res = steepest_descent(blocks, gram=G, method=self.qp_method)
             alpha, comb, nrm, gap = res.weights, res.combination, res.norm, res.qp.gap
             slope = res.slope
-            self.weights = alpha
             factor = (1.0 / nrm if nrm > 0 and not res.stationary else 0.0) if self.normalize else 1.0
         else:
             k = int(np.argmin(np.diag(G))) if fam == "pgd-min" else 0
@@ -441,7 +495,10 @@ class DescentStep:
         if scale is not None:
             factor *= scale
         with torch.no_grad():
-            for p, c in zip(self.params, comb, strict=True):
+            for p, c, u in zip(self.params, comb, used, strict=True):
+                if not u:
+                    p.grad = None  # as backward() leaves a parameter the loss does not reach
+                    continue
                 if p.grad is None:
                     p.grad = torch.empty_like(p)
                 p.grad.copy_(c * factor if factor != 1.0 else c)

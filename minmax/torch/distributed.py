@@ -44,8 +44,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "all_reduce_mean", "average_sets", "batch_sizes", "broadcast_parameters", "cleanup",
-           "is_main", "local_rows", "setup", "shared_bits"]
+__all__ = ["DistInfo", "all_reduce_mean", "any_rank", "average_sets", "batch_sizes", "broadcast_parameters",
+           "cleanup", "is_main", "local_rows", "setup", "shared_bits"]
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,15 @@ def average_sets(blocks, losses, buffers, batch: int, sizes=None):
         t.mul_(w)
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return blocks, losses, buffers
+
+
+def any_rank(flags, device) -> tuple:
+    """Per position, whether the flag is True on some rank (one all-reduce); the flags in one process."""
+    if not _active():
+        return tuple(bool(f) for f in flags)
+    t = torch.tensor([bool(f) for f in flags], dtype=torch.int32, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return tuple(bool(v) for v in t.tolist())
 
 
 def shared_bits(k: int, batch: int, device, sizes=None) -> torch.Tensor:

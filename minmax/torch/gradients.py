@@ -74,6 +74,9 @@ class SetGradients:
         Whether every gradient entry is finite (False flags a loss-scale overflow).
     strategy : str
         ``"loop"`` or ``"func"``: the strategy that ran.
+    used : tuple of bool
+        Per parameter, whether the loss reaches it at some set (its block is then a gradient; otherwise
+        zeros, and ``loss.backward()`` would leave its ``grad`` None).
     """
 
     blocks: list
@@ -81,6 +84,7 @@ class SetGradients:
     buffers: dict | None
     finite: bool
     strategy: str
+    used: tuple
 
 
 def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
@@ -188,12 +192,15 @@ def set_gradients(model: nn.Module, inputs, target: torch.Tensor, *,
     scale = 1.0 if loss_scale is None else float(loss_scale)
     if not (scale > 0 and np.isfinite(scale)):
         raise ValueError(f"loss_scale must be a positive finite number, got {loss_scale!r}")
-    run = _loop if strategy == "loop" else _func
-    blocks, losses, bufs = run(model, named, xs, ys, per_set, loss_fn, amp_dtype, scale)
+    if strategy == "loop":
+        blocks, losses, bufs, used = _loop(model, named, xs, ys, per_set, loss_fn, amp_dtype, scale)
+    else:
+        blocks, losses, bufs = _func(model, named, xs, ys, per_set, loss_fn, amp_dtype, scale)
+        used = _func_used(model, named, blocks, xs, ys, per_set, loss_fn)
     if scale != 1.0:
         blocks = [b / scale for b in blocks]
     finite = bool(torch.stack([torch.isfinite(b).all() for b in blocks]).all())
-    return SetGradients(blocks, losses, bufs, finite, strategy)
+    return SetGradients(blocks, losses, bufs, finite, strategy, tuple(used))
 
 
 def _detached(loss: torch.Tensor) -> torch.Tensor:
@@ -211,6 +218,7 @@ def _loop(model, named, xs, ys, per_set, loss_fn, amp_dtype, scale):
     buffers = dict(model.named_buffers())
     before = {k: b.detach().clone() for k, b in buffers.items()}
     grads = [[] for _ in params]
+    used = [False] * len(params)
     losses, seen = [], {k: [] for k in buffers}
     for i in range(xs.shape[0]):
         with _autocast(xs.device, amp_dtype):
@@ -219,6 +227,7 @@ def _loop(model, named, xs, ys, per_set, loss_fn, amp_dtype, scale):
         for k, (g, p) in enumerate(zip(gs, params, strict=True)):
             # A parameter the loss does not use has gradient zero, never a stale value.
             grads[k].append(torch.zeros_like(p) if g is None else g.detach())
+            used[k] = used[k] or g is not None
         losses.append(_detached(loss))
         with torch.no_grad():
             for k, b in buffers.items():
@@ -226,7 +235,44 @@ def _loop(model, named, xs, ys, per_set, loss_fn, amp_dtype, scale):
                 b.copy_(before[k])  # every set starts from the same running statistics
     blocks = [torch.stack(g) for g in grads]
     bufs = _changed({k: torch.stack(v) for k, v in seen.items()}, before) if buffers else None
-    return blocks, torch.stack(losses), bufs
+    return blocks, torch.stack(losses), bufs, used
+
+
+def _reached(loss: torch.Tensor, params) -> list[bool]:
+    """Which of ``params`` the autograd graph of ``loss`` reaches (its AccumulateGrad leaves), no backward."""
+    index = {id(p): k for k, p in enumerate(params)}
+    hit = [False] * len(params)
+    seen, stack = set(), [loss.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        leaf = getattr(node, "variable", None)
+        if leaf is not None and id(leaf) in index:
+            hit[index[id(leaf)]] = True
+        stack.extend(nxt for nxt, _ in node.next_functions)
+    return hit
+
+
+def _func_used(model, named, blocks, xs, ys, per_set, loss_fn) -> list[bool]:
+    """``used`` for the func strategy, whose ``grad`` returns zeros for unreached parameters.
+
+    A parameter with a nonzero block is used. Only when some block is all zero does one forward pass at the
+    first set (buffers and RNG state restored afterwards) decide which of those the loss reaches.
+    """
+    nonzero = torch.stack([b.any() for b in blocks]).tolist()
+    if all(nonzero):
+        return nonzero
+    params = [p for _, p in named]
+    before = {k: b.detach().clone() for k, b in model.named_buffers()}
+    devices = [xs.device] if xs.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.enable_grad():
+        reached = _reached(loss_fn(model(xs[0]), ys[0] if per_set else ys), params)
+    with torch.no_grad():
+        for k, b in model.named_buffers():
+            b.copy_(before[k])
+    return [nz or r for nz, r in zip(nonzero, reached, strict=True)]
 
 
 def _func(model, named, xs, ys, per_set, loss_fn, amp_dtype, scale):

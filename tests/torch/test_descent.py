@@ -12,7 +12,7 @@ from torch import nn
 
 from minmax import steepest_descent
 from minmax.torch.attacks import AttackResult
-from minmax.torch.descent import VARIANTS, DescentStep, NonFiniteLossError, parse_variant
+from minmax.torch.descent import VARIANTS, DescentStep, NonFiniteLossError, VariantSpec, parse_variant
 
 EPS = 8 / 255
 
@@ -161,7 +161,9 @@ def test_ddi_decay_schedule_and_exact_resume():
     again = DescentStep(net, "ddi-decay-4", steps=1, total_steps=3)
     again.load_state_dict(state)
     assert again.current_m() == step.current_m() == 1
-    np.testing.assert_array_equal(again.weights, step.weights)
+    assert state == {"variant": "ddi-decay-4", "t": 3}  # no QP warm start: nothing else to restore
+    again.load_state_dict({**state, "weights": np.ones(2) / 2})  # a state saved with the old warm start
+    assert again.t == 3
     with pytest.raises(ValueError, match="variant"):
         DescentStep(net, "ddi-4").load_state_dict(state)
 
@@ -316,3 +318,69 @@ def test_resume_gives_the_same_parameters_as_no_interruption():
     run(resumed, step2, torch.optim.SGD(resumed.parameters(), lr=0.1), batches[2:])
     for p, q in zip(resumed.parameters(), net.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(family="sgd", m=1), "family"), (dict(family="ddi", m=0), ">= 1"),
+    (dict(family="pgd", m=3), "m = 1"), (dict(family="pgd-long", m=1), "steps"),
+    (dict(family="ddi", m=3, steps=20), "steps"),
+    (dict(family="ddi", m=3, decay=True), "decay")])
+def test_variant_spec_refuses_what_no_variant_is(kwargs, match):
+    """A family outside VARIANTS used to run silently (m attacks, restart 0's gradient, no QP)."""
+    with pytest.raises(ValueError, match=match):
+        VariantSpec("hand-made", **kwargs)
+    assert VariantSpec("hand-made", "ddi", 3).danskin  # a valid hand-made spec is accepted
+
+
+def test_numpy_scalars_are_accepted_as_the_attacks_accept_them():
+    net = _net()
+    x, y = _batch()
+    step = DescentStep(net, "ddi-3", eps=np.float32(EPS), step_size=np.float64(2 / 255), steps=np.int64(2))
+    assert step(x, y).m == 3 and isinstance(step.eps, float) and isinstance(step.steps, int)
+    with pytest.raises(ValueError, match="steps"):
+        DescentStep(net, "ddi-3", steps=np.int64(0))
+    with pytest.raises(TypeError, match="steps"):
+        DescentStep(net, "ddi-3", steps=2.5)
+
+
+@pytest.mark.parametrize("strategy", ["loop", "func"])
+@pytest.mark.parametrize("variant", ["pgd", "ddi-3"])
+def test_a_parameter_the_loss_never_reaches_keeps_grad_none(strategy, variant):
+    """As loss.backward() leaves it: weight decay must not move a parameter that gets no gradient."""
+    net = _net()
+    net.unused = nn.Parameter(torch.ones(3, dtype=torch.float64))  # Sequential's forward never reads it
+    x, y = _batch()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, weight_decay=0.1, momentum=0.9)
+    DescentStep(net, variant, steps=1, strategy=strategy)(x, y)
+    assert net.unused.grad is None
+    assert all(p.grad is not None for name, p in net.named_parameters() if name != "unused")
+    opt.step()
+    torch.testing.assert_close(net.unused, torch.ones(3, dtype=torch.float64), rtol=0, atol=0)
+    net.unused.grad = torch.zeros(3, dtype=torch.float64)  # a stale tensor from elsewhere is cleared too
+    DescentStep(net, variant, steps=1, strategy=strategy)(x, y)
+    assert net.unused.grad is None
+
+
+def test_a_dead_parameter_with_zero_gradient_keeps_a_zero_tensor():
+    """Reached but with gradient zero (a ReLU that is off everywhere): PyTorch gives zeros, not None."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(75, 4), nn.ReLU(), nn.Linear(4, 3)).double()
+    with torch.no_grad():
+        net[1].bias.fill_(-1e3)  # every hidden unit off: the first layer's gradient is exactly zero
+    x, y = _batch()
+    for strategy in ("loop", "func"):
+        DescentStep(net, "ddi-3", steps=1, strategy=strategy)(x, y)
+        assert net[1].weight.grad is not None and not net[1].weight.grad.any(), strategy
+
+
+def test_a_data_parallel_model_is_unwrapped():
+    net = _net()
+    x, y = _batch()
+    torch.manual_seed(4)
+    DescentStep(nn.DataParallel(net), "ddi-3", steps=1)(x, y)
+    wrapped = _pgrad(net).clone()
+    torch.manual_seed(4)
+    step = DescentStep(net, "ddi-3", steps=1)
+    step(x, y)
+    assert step.model is net and not step.distributed
+    torch.testing.assert_close(_pgrad(net), wrapped, rtol=0, atol=0)

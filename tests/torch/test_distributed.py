@@ -19,6 +19,10 @@ SIZES = (5, 3)  # uneven local batches: the average must weight ranks by batch s
 # The variants' own attacks, with random starts (the default): every rank draws the union batch's start.
 VARIANTS = ("pgd", "pgd-max-3", "pgd-min-3", "ddi-3", "ddi-comb-3", "fast-ddi-3", "ddi-decay-3")
 CUSTOM = "ddi-3/custom"  # an attack without draw_start: called as run(model, x, y)
+# DescentStep(DistributedDataParallel(net)) with the default distributed=None: unwrapped, the library's path
+WRAPPED = ("pgd/ddp", "ddi-3/ddp")
+UNUSED = "ddi-3/unused"  # a parameter the loss never reaches keeps grad None on every rank
+RUNS = (*VARIANTS, CUSTOM, *WRAPPED, UNUSED)
 STEPS = 3
 
 
@@ -53,12 +57,19 @@ def _batches():
 
 
 def _train(variant, *, rank=None):
+    name, _, kind = variant.partition("/")
     net = _net()
+    if kind == "unused":
+        net.unused = nn.Parameter(torch.ones(2, dtype=torch.float64))  # Sequential's forward never reads it
     if rank is not None:
         distributed.broadcast_parameters(net)
     torch.manual_seed(11)  # every rank's global RNG in the single process's state
-    kwargs = {"attack": SampleWiseAttack(3)} if variant == CUSTOM else {"total_steps": STEPS}
-    step = DescentStep(net, variant.split("/")[0], steps=2, distributed=rank is not None, **kwargs)
+    kwargs = {"attack": SampleWiseAttack(3)} if kind == "custom" else {"total_steps": STEPS}
+    if kind == "ddp" and rank is not None:
+        model, kwargs["distributed"] = nn.parallel.DistributedDataParallel(net), None
+    else:
+        model, kwargs["distributed"] = net, rank is not None
+    step = DescentStep(model, name, steps=2, **kwargs)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, weight_decay=5e-4)
     rows = slice(None) if rank is None else slice(sum(SIZES[:rank]), sum(SIZES[:rank + 1]))
     losses = []
@@ -66,6 +77,8 @@ def _train(variant, *, rank=None):
         rec = step(x[rows], y[rows])
         opt.step()
         losses.append(rec.losses)
+        if kind == "unused":
+            assert net.unused.grad is None and torch.equal(net.unused, torch.ones(2, dtype=torch.float64))
     # the RNG's state after the run: every rank consumed it as the single process did
     return [p.detach().clone() for p in net.parameters()], losses, torch.get_rng_state()
 
@@ -77,7 +90,9 @@ def _worker(rank, port, out):
     info = distributed.setup(backend="gloo")  # CPU even where CUDA is present
     assert info.world_size == len(SIZES) and info.device.type == "cpu"
     assert distributed.is_main() == (rank == 0)
-    results = {v: _train(v, rank=rank) for v in (*VARIANTS, CUSTOM)}
+    results = {v: _train(v, rank=rank) for v in RUNS}
+    with pytest.raises(ValueError, match="distributed=True"):  # DDP's all-reduce would never run
+        DescentStep(nn.parallel.DistributedDataParallel(_net()), "ddi-3", distributed=False)
     torch.save(results, f"{out}.{rank}")
     distributed.cleanup()
 
@@ -96,7 +111,7 @@ def test_two_processes_take_the_union_batch_step(tmp_path):
     method = "spawn" if torch.cuda.is_initialized() else "fork"
     mp.start_processes(_worker, args=(_free_port(), out), nprocs=len(SIZES), join=True, start_method=method)
     ranks = [torch.load(f"{out}.{r}") for r in range(len(SIZES))]
-    for variant in (*VARIANTS, CUSTOM):
+    for variant in RUNS:
         params, losses, rng = _train(variant)
         for r, res in enumerate(ranks):
             got_params, got_losses, got_rng = res[variant]
