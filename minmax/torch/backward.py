@@ -31,6 +31,7 @@ References
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -424,6 +425,12 @@ def danskin_backward(losses: torch.Tensor, params, *, normalize: bool = True, sc
         bad = [i for i, r in enumerate(reached) if not r]
         raise ValueError(f"losses[{bad[0]}] does not depend on any of params (entries {bad} of "
                          f"{len(reached)}): it was detached, or built from other tensors than params")
+    zero = ~torch.stack([b.flatten(1).any(dim=1) for b in blocks]).any(dim=0)
+    if bool(zero.any()):  # legitimate (a loss constant in θ), but far more often a detached entry
+        bad = zero.nonzero().flatten().tolist()
+        warnings.warn(f"losses{bad} have gradient exactly zero for every parameter (detached inside "
+                      f"torch.stack?): the origin is in the hull of the gradients, so the Danskin direction "
+                      f"is zero", RuntimeWarning, stacklevel=2)
     t1 = _sync(losses.device)
     record = write_direction(blocks, params, rule="danskin", losses=losses, used=used, normalize=normalize,
                              scaler=scaler, distributed=distributed, batch_size=batch_size, method=method)

@@ -113,6 +113,8 @@ class DescentStep:
         Replaces the variant's attack: ``attack.run(model, x, y) -> AttackResult`` with the restarts the
         variant needs (m, or 2 for ddi-comb). Under ``distributed`` an attack with a ``draw_start`` method
         (as :class:`~minmax.torch.attacks.PGD`) is called as ``run(model, x, y, start=...)``, see Notes.
+        An attack that returns adversarial examples (torchattacks' ``atk(x, y) -> x_adv``) fits through
+        :class:`~minmax.torch.adapter.AttackAdapter`.
 
     Notes
     -----

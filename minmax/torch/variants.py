@@ -32,6 +32,7 @@ References
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass
 
 from minmax.torch._checks import positive_int
@@ -281,17 +282,22 @@ def variant_names(m: int = 10, steps: int = 70) -> tuple[str, ...]:
     return tuple(t.format(m=m, steps=steps) for f in FAMILIES.values() for t in f.examples)
 
 
-def variant_help(width: int = 16) -> str:
-    """The variants for a command line's help: one line per family, ``form(s)  inner; update``.
+def variant_help(width: int = 16, columns: int = 108) -> str:
+    """The variants for a command line's help: per family ``form(s)  inner → update``, wrapped to ``columns``.
 
     Examples
     --------
     >>> print(variant_help().splitlines()[0])
-    pgd              one PGD-K attack (Madry et al.); its gradient g
+    pgd              one PGD-K attack (Madry et al.) → its gradient g
     """
     lines = []
     for f in FAMILIES.values():
         forms = ", ".join(f.forms)
-        gap = "\n" + " " * (width + 1) if len(forms) > width else " " * (width + 1 - len(forms))
-        lines.append(f"{forms}{gap}{f.inner}; {f.update}")
+        indent = " " * (width + 1)
+        first = forms + " " * (width + 1 - len(forms)) if len(forms) <= width else None
+        if first is None:
+            lines.append(forms)
+        text = textwrap.wrap(f"{f.inner} → {f.update}", columns - width - 1)
+        lines.append((first or indent) + text[0])
+        lines.extend(indent + t for t in text[1:])
     return "\n".join(lines)
