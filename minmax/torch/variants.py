@@ -36,13 +36,13 @@ import textwrap
 from dataclasses import dataclass
 
 from minmax.torch._checks import positive_int
+from minmax.torch.backward import RULES
 
 __all__ = ["FAMILIES", "VARIANTS", "Family", "VariantSpec", "parse_variant", "variant_help", "variant_names"]
 
 ATTACKS = ("pgd", "fgsm")
 SETS = ("each", "worst", "comb")
 SCHEDULES = ("constant", "linear-decay")
-_RULES = ("single", "min-norm", "danskin")  # minmax.torch.backward.RULES (checked by the tests)
 _GROUPS = {"m", "steps", "decay"}
 
 
@@ -96,7 +96,7 @@ class Family:
 
     def __post_init__(self):
         for value, choices, what in ((self.attack, ATTACKS, "attack"), (self.sets, SETS, "sets"),
-                                     (self.rule, _RULES, "rule"), (self.schedule, SCHEDULES, "schedule")):
+                                     (self.rule, RULES, "rule"), (self.schedule, SCHEDULES, "schedule")):
             if value not in choices:
                 raise ValueError(f"Family {self.name!r}: {what} must be one of {choices}, got {value!r}")
         groups = set(re.compile(self.pattern).groupindex)
