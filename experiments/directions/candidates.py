@@ -94,7 +94,8 @@ def unit_direction(blocks) -> list | None:
     Examples
     --------
     >>> import torch
-    >>> [b.tolist() for b in unit_direction([torch.tensor([3.0]), torch.tensor([[0.0, 4.0]])])]
+    >>> v = [torch.tensor([3.0], dtype=torch.float64), torch.tensor([[0.0, 4.0]], dtype=torch.float64)]
+    >>> [b.tolist() for b in unit_direction(v)]
     [[-0.6], [[-0.0, -0.8]]]
     >>> unit_direction([torch.zeros(3)]) is None
     True

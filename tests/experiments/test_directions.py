@@ -300,3 +300,13 @@ def test_bad_counts_exit_2(checkpoint):
     assert code == 2 and "need 400 examples" in err
     code, _, err = _run([checkpoint, "--batches", "0"])
     assert code == 2 and "--batches" in err
+
+
+@pytest.mark.parametrize("module", ["candidates", "cli", "probe", "stats"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"experiments.directions.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
