@@ -103,7 +103,7 @@ def unit_direction(blocks) -> list | None:
     norm = math.sqrt(sum(float(torch.sum(b.double() ** 2)) for b in blocks))
     if not (norm > 0 and math.isfinite(norm)):
         return None
-    return [(b.double() * (-1.0 / norm)).to(b.dtype) for b in blocks]
+    return [(b.double() / -norm).to(b.dtype) for b in blocks]
 
 
 def _dot(a, b) -> float:
