@@ -36,10 +36,14 @@ from minmax.gram import combine, gram
 from minmax.torch.attacks import worst_case
 from minmax.torch.gradients import set_gradients
 
-__all__ = ["DIRECTIONS", "Candidates", "build_directions", "unit_direction"]
+__all__ = ["DIRECTIONS", "Candidates", "ProbeError", "build_directions", "unit_direction"]
 
 #: The directions, in report order.
 DIRECTIONS = ("ddi", "pgd", "pgd-max", "pgd-min", "mean")
+
+
+class ProbeError(ValueError):
+    """The probe cannot go on: a loss or gradient is not finite (the message says where)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,8 +142,9 @@ def build_directions(model, x: torch.Tensor, y: torch.Tensor, attack, *, start: 
     Raises
     ------
     ValueError
-        If the attack has fewer than 2 restarts, or a loss or gradient is not finite (an unusable
-        checkpoint).
+        If the attack has fewer than 2 restarts.
+    ProbeError
+        If a loss or gradient at the attacked batches is not finite (an unusable checkpoint).
     """
     m = attack.restarts
     if m < 2:
@@ -150,7 +155,7 @@ def build_directions(model, x: torch.Tensor, y: torch.Tensor, attack, *, start: 
     sg = set_gradients(model, sets, y, strategy=strategy)
     losses = sg.losses.double().cpu().numpy()
     if not sg.finite or not np.all(np.isfinite(losses)):
-        raise ValueError(f"non-finite loss or gradient at the attacked batches (losses {losses.tolist()}): "
+        raise ProbeError(f"non-finite loss or gradient at the attacked batches (losses {losses.tolist()}): "
                          f"the checkpoint's model is unusable")
     blocks = sg.blocks
     G = gram(blocks).cpu().numpy()

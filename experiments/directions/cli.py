@@ -159,6 +159,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    from experiments.directions.candidates import ProbeError
     from experiments.directions.probe import run_probe
     from experiments.directions.report import summarize, write_outputs
     from experiments.runner import restore_model
@@ -187,7 +188,7 @@ def main(argv=None) -> int:
         records = run_probe(model, data, direction_attack=direction_attack, probe_attack=probe_attack,
                             grid=grid, batches=args.batches, batch_size=args.batch_size, seed=args.seed,
                             device=device, strategy=args.strategy, progress=args.progress)
-    except ValueError as exc:  # a non-finite loss: the checkpoint's model is unusable
+    except ProbeError as exc:  # a non-finite loss: an unusable checkpoint or a grid that reaches too far
         print(f"error: {exc}", file=sys.stderr)
         return 2
     summary = summarize(records, grid=grid, settings=settings)

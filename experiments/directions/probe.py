@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from experiments.data import derive_seed
-from experiments.directions.candidates import DIRECTIONS, build_directions
+from experiments.directions.candidates import DIRECTIONS, ProbeError, build_directions
 from minmax.torch.gradients import trainable_parameters
 
 __all__ = ["batch_seeds", "draw_start", "probe_batch", "robust_loss", "run_probe", "select_batches"]
@@ -142,6 +142,11 @@ def probe_batch(model, x, y, *, direction_attack, probe_attack, grid, seeds: dic
         ``start_equal_fraction`` (the share of equal entries between the two attacks' random starts,
         over the restarts they both have: about 0 for independent draws, 1 if a start were reused) and
         ``seconds`` (``directions``, ``probe``).
+
+    Raises
+    ------
+    ProbeError
+        A non-finite loss or gradient at the checkpoint, or a non-finite robust loss at a grid point.
     """
     tick = tick or (lambda: None)
     params = [p for _, p in trainable_parameters(model)]
@@ -167,7 +172,11 @@ def probe_batch(model, x, y, *, direction_attack, probe_attack, grid, seeds: dic
                     values.append(None)
                 else:
                     with displaced(params, theta, direction, float(t)):
-                        values.append(robust_loss(model, x, y, probe_attack, start=start))
+                        value = robust_loss(model, x, y, probe_attack, start=start)
+                    if not np.isfinite(value):
+                        raise ProbeError(f"the robust loss is {value} at t = {t:g} along {name}: the grid "
+                                         f"reaches too far (choose smaller steps with --grid)")
+                    values.append(value)
                 tick()
             phi[name] = values
         t2 = time.perf_counter()

@@ -310,3 +310,9 @@ def test_docstring_examples_run(module):
     mod = importlib.import_module(f"experiments.directions.{module}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_grid_that_reaches_non_finite_losses_exits_2(checkpoint, tmp_path):
+    code, _, err = _run([checkpoint, *PROBE, "--grid", "0.1,1e38", "--out", str(tmp_path)])
+    assert code == 2 and "the grid reaches too far" in err
+    assert not os.path.exists(tmp_path / "directions.json")
