@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 from experiments.directions.candidates import DIRECTIONS
-from experiments.directions.stats import direction_statistics, mean_se
+from experiments.directions.stats import direction_statistics, mean_se, paired_statistics
 from experiments.logs import write_atomic
 
 __all__ = ["LABELS", "markdown", "plot", "summarize", "write_outputs"]
@@ -32,11 +32,14 @@ def summarize(records: list[dict], *, grid, settings: dict) -> dict:
     grid = [float(t) for t in grid]
     phi0 = np.array([r["phi0"] for r in records], dtype=float)
     directions = {}
+    phis = {name: np.array([[_nan(v) for v in r["phi"][name]] for r in records], dtype=float)
+            for name in DIRECTIONS}
     for name in DIRECTIONS:
-        phi = np.array([[_nan(v) for v in r["phi"][name]] for r in records], dtype=float)
         slopes = np.array([_nan(r["model_slope"][name]) for r in records], dtype=float)
-        stats = direction_statistics(phi0, phi, grid, model_slope=slopes)
+        stats = direction_statistics(phi0, phis[name], grid, model_slope=slopes)
         stats["label"] = LABELS[name].format(m=settings["m"])
+        if name != "ddi":
+            stats["vs_ddi"] = paired_statistics(phi0, phis[name], phis["ddi"], grid)
         directions[name] = stats
     neg = np.array([r["negative_inner_products"] for r in records], dtype=float)
     pairs = records[0]["pairs"]
@@ -102,15 +105,16 @@ def markdown(summary: dict) -> str:
         f"Grid t = {', '.join(f'{t:.4g}' for t in grid)} (units of the unit direction γ, ‖γ‖ = 1 over all "
         f"parameters).",
         "",
-        f"| direction | slope at t₁ = {grid[0]:.3g} (mean ± SE) | descent batches "
-        f"| model slope max_i⟨γ, g_i⟩ | best t | decrease at best t (mean ± SE) |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"| direction | slope at t₁ = {grid[0]:.3g} | slope − DDi's (paired) | descent batches "
+        f"| model slope max_i⟨γ, g_i⟩ | best t | decrease at best t |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name in DIRECTIONS:
         d = summary["directions"][name]
         best = "—" if d["best_t"] is None else f"{d['best_t']:.3g}"
-        lines.append(f"| {d['label']} | {_pm(d['slope'])} | {d['descent_batches']} / {d['batches']} | "
-                     f"{_pm(d['model_slope'])} | {best} | {_pm(d['decrease_at_best_t'])} |")
+        paired = _pm(d["vs_ddi"]["slope_difference"], 3) if "vs_ddi" in d else "—"
+        lines.append(f"| {d['label']} | {_pm(d['slope'])} | {paired} | {d['descent_batches']} / "
+                     f"{d['batches']} | {_pm(d['model_slope'])} | {best} | {_pm(d['decrease_at_best_t'])} |")
     g, a = summary["gradients"], summary["attacks"]
     cos = summary["cosines"]["mean"][0]
     lines += [
@@ -128,11 +132,14 @@ def markdown(summary: dict) -> str:
         f"- DDi: {summary['ddi']['stationary_batches']} stationary batches; QP status "
         f"{summary['ddi']['qp_status']}; support of α* {_pm(summary['ddi']['support_size'], 3)} of {m}.",
         "",
+        "All values: mean ± standard error over batches. "
         "Slope: (φ̂(θ + t₁γ) − φ̂(θ)) / t₁ per batch, a finite-difference estimate of the one-sided derivative "
         "D_γφ(θ) (biased by the curvature over [0, t₁] and by how much the probe attack falls short of the "
         "inner max at each point). φ̂ is a lower bound of the robust loss φ. Model slope: the linearized "
         "slope on the m direction-attack gradients themselves (in-sample; DDi's is the lowest by Theorem 2). "
-        "Descent batches: batches with a negative slope. Best t: the grid point of lowest mean change.",
+        "Slope − DDi's: the per-batch difference of the two slopes (same batches, same probe start; "
+        "negative: steeper than DDi). Descent batches: batches with a negative slope. Best t: the grid point "
+        "of lowest mean change.",
         "",
         f"Time: {summary['seconds']['directions']:.1f} s building directions, "
         f"{summary['seconds']['probe']:.1f} s probing.",

@@ -12,6 +12,10 @@ shape (N, T)) on the grid :math:`0 < t_1 < \dots < t_T`.
 - **Change curve**: :math:`\Delta_b(t_j) = \hat\varphi_b(\theta + t_j\gamma_b) - \hat\varphi_b(\theta)`; its
   mean over batches is plotted, and the **best t** is the grid point of lowest mean change; the **decrease**
   reported there is :math:`-\overline{\Delta}(t^\star)`.
+- **Paired comparison** with a reference direction (DDi's): per batch the difference of the two slopes and
+  of the two changes at every t. Both directions are probed on the same batches from the same random
+  start, so the batch-to-batch spread of the loss cancels and the SE of the difference is much smaller than
+  either direction's own.
 - **Uncertainty**: the standard error :math:`\mathrm{sd}/\sqrt{n}` (sample standard deviation, ``ddof=1``)
   over the n batches where the number is defined (a direction that is zero in a batch, e.g. DDi at a
   stationary point, has no unit vector there and is left out); None in JSON when n < 2.
@@ -23,7 +27,7 @@ import math
 
 import numpy as np
 
-__all__ = ["direction_statistics", "mean_se"]
+__all__ = ["direction_statistics", "mean_se", "paired_statistics"]
 
 
 def mean_se(values) -> dict:
@@ -137,3 +141,45 @@ def direction_statistics(phi0, phi, grid, *, model_slope=None) -> dict:
             raise ValueError(f"model_slope must have shape {phi0.shape}, got {model_slope.shape}")
         out["model_slope"] = mean_se(model_slope)
     return out
+
+
+def paired_statistics(phi0, phi, phi_ref, grid) -> dict:
+    r"""Direction a against a reference direction r on the same batches: the per-batch differences.
+
+    Parameters
+    ----------
+    phi0 : array_like of shape (N,)
+        :math:`\hat\varphi_b(\theta)`, shared by both directions.
+    phi, phi_ref : array_like of shape (N, T)
+        :math:`\hat\varphi_b(\theta + t_j\gamma_b)` along direction a and along the reference.
+    grid : array_like of shape (T,)
+
+    Returns
+    -------
+    dict
+        ``slope_difference``: mean ± SE of :math:`s_b^a - s_b^r`; ``change_difference``: the same for
+        :math:`\Delta_b^a(t_j) - \Delta_b^r(t_j)` at every t of the grid; ``batches_steeper``: batches where
+        a's slope is below the reference's, of ``batches`` where both are defined.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> grid = np.array([0.1, 0.2])
+    >>> phi0 = np.array([1.0, 2.0])
+    >>> along_a = phi0[:, None] + np.array([[-1.0], [-4.0]]) * grid   # slopes -1 and -4
+    >>> along_ddi = phi0[:, None] + np.array([[-2.0], [-2.0]]) * grid  # slopes -2 and -2
+    >>> p = paired_statistics(phi0, along_a, along_ddi, grid)
+    >>> round(p["slope_difference"]["mean"], 12), p["batches_steeper"], p["batches"]
+    (-0.5, 1, 2)
+    """
+    phi0, phi, grid = _validated(phi0, phi, grid)
+    _, phi_ref, _ = _validated(phi0, phi_ref, grid)
+    diff = phi - phi_ref  # = the difference of the changes, phi0 cancels
+    slope = diff[:, 0] / grid[0]
+    defined = np.isfinite(slope)
+    return {
+        "slope_difference": mean_se(slope),
+        "change_difference": [mean_se(diff[:, j]) for j in range(grid.size)],
+        "batches_steeper": int(np.sum(slope[defined] < 0)),
+        "batches": int(defined.sum()),
+    }

@@ -22,6 +22,7 @@ from experiments.directions import (
     direction_statistics,
     main,
     mean_se,
+    paired_statistics,
     parse_grid,
     probe_batch,
     select_batches,
@@ -71,6 +72,24 @@ def test_statistics_of_a_known_quadratic_along_the_direction():
     assert s["curve"]["t"] == [0.0, 0.01, 0.1, 0.3] and s["curve"]["change_mean"][0] == 0.0
     assert s["curve"]["phi_mean"][0] == pytest.approx(phi0[:4].mean())
     assert s["model_slope"] == mean_se([-1.0, -2.0, 0.0, -3.0])
+
+
+def test_paired_statistics_cancel_the_shared_batch_to_batch_spread():
+    # very different batches (phi0 spread 10) but a fixed gap of 0.5 in slope: the paired SE is ~0
+    grid = np.array([0.02, 0.2])
+    phi0 = np.array([1.0, 5.0, 11.0, 3.0])
+    a = np.array([-1.0, -6.0, 2.0, -3.0])
+    ref = a + 0.5 + np.array([0.0, 0.1, -0.1, 0.0])
+    curv = np.array([1.0, -2.0, 0.5, 3.0])[:, None] * grid ** 2  # shared curvature cancels too
+    p = paired_statistics(phi0, phi0[:, None] + a[:, None] * grid + curv,
+                          phi0[:, None] + ref[:, None] * grid + curv, grid)
+    diff = a - ref
+    assert p["slope_difference"]["mean"] == pytest.approx(diff.mean(), rel=1e-9)
+    assert p["slope_difference"]["se"] == pytest.approx(diff.std(ddof=1) / 2, rel=1e-6)
+    assert p["slope_difference"]["se"] < 0.1 < direction_statistics(phi0, phi0[:, None] + a[:, None] * grid,
+                                                                     grid)["slope"]["se"]
+    assert [c["mean"] for c in p["change_difference"]] == pytest.approx(list(diff.mean() * grid), rel=1e-9)
+    assert (p["batches_steeper"], p["batches"]) == (4, 4)
 
 
 def test_mean_se_with_too_few_values():
@@ -251,8 +270,9 @@ def test_probe_end_to_end_writes_its_report(checkpoint, tmp_path):
                                              "eps": config["eps"]}
     assert s["settings"]["direction_attack"]["steps"] == config["steps"]
     assert set(s["directions"]) == set(DIRECTIONS)
-    for d in s["directions"].values():
+    for name, d in s["directions"].items():
         assert d["slope"]["n"] == 3 and d["slope"]["se"] is not None
+        assert ("vs_ddi" in d) == (name != "ddi")
         assert 0 <= d["descent_fraction"] <= 1 and d["best_t"] in s["grid"]
         assert set(d["decrease_at_best_t"]) == {"mean", "se", "n"}
         assert len(d["curve"]["t"]) == len(s["grid"]) + 1 and d["model_slope"]["n"] == 3
