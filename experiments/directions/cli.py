@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("train", "val", "test"), default="train",
                    help="where the batches come from (default: train, the split training descends)")
     p.add_argument("--batches", type=_positive_int, default=8, help="number N of batches (default: 8)")
-    p.add_argument("--batch-size", type=_positive_int, default=64, help="examples per batch (default: 64)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="examples per batch (default: 32)")
     p.add_argument("--m", type=_positive_int, default=10,
                    help="restarts of the direction attack, the m of DDi-m, pgd-max-m, pgd-min-m "
                         "(default: 10)")

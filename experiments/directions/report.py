@@ -74,9 +74,7 @@ def summarize(records: list[dict], *, grid, settings: dict) -> dict:
                 "support_size": mean_se([sum(w > 0 for w in r["ddi"]["weights"]) for r in records])},
         "seconds": {"directions": sum(r["seconds"]["directions"] for r in records),
                     "probe": sum(r["seconds"]["probe"] for r in records)},
-        "per_batch": [{k: r[k] for k in ("batch", "seeds", "phi0", "phi", "model_slope", "losses",
-                                          "direction_attack_loss", "negative_inner_products", "ddi",
-                                          "start_equal_fraction", "seconds")} for r in records],
+        "per_batch": records,  # everything summarize() reads: the summary can be recomputed from the JSON
     }
 
 
@@ -148,25 +146,35 @@ def markdown(summary: dict) -> str:
 
 
 def plot(summary: dict, path: str) -> None:
-    """φ̂ along each direction (left) and its change from φ̂(θ) (right): mean ± SE over batches."""
+    """φ̂ along each direction, its change from φ̂(θ), and that change minus DDi's: mean ± SE over batches."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+
+    def band(ax, t, stats, k, label):
+        mean = np.array([_nan(s["mean"]) for s in stats])
+        se = np.array([0.0 if s["se"] is None else s["se"] for s in stats])
+        ax.plot(t, mean, marker="o", ms=3, color=f"C{k}", label=label)
+        ax.fill_between(t, mean - se, mean + se, color=f"C{k}", alpha=0.2, lw=0)
+
     for k, name in enumerate(DIRECTIONS):
         d = summary["directions"][name]
-        t = np.array(d["curve"]["t"])
-        for ax, key in zip(axes, ("phi", "change"), strict=True):
-            mean = np.array([_nan(v) for v in d["curve"][f"{key}_mean"]])
-            se = np.array([0.0 if v is None else v for v in d["curve"][f"{key}_se"]])
-            ax.plot(t, mean, marker="o", ms=3, color=f"C{k}", label=d["label"])
-            ax.fill_between(t, mean - se, mean + se, color=f"C{k}", alpha=0.2, lw=0)
+        t, c = np.array(d["curve"]["t"]), d["curve"]
+        for ax, key in zip(axes[:2], ("phi", "change"), strict=True):
+            band(ax, t, [{"mean": mu, "se": se} for mu, se in zip(c[f"{key}_mean"], c[f"{key}_se"],
+                                                                     strict=True)], k, d["label"])
+        paired = [{"mean": 0.0, "se": 0.0}, *d["vs_ddi"]["change_difference"]] if "vs_ddi" in d else \
+            [{"mean": 0.0, "se": 0.0}] * len(t)
+        band(axes[2], t, paired, k, d["label"])
     n = summary["batches"]
     axes[0].set_ylabel(r"$\hat\varphi(\theta + t\gamma)$ (probe attack)")
     axes[1].set_ylabel(r"$\hat\varphi(\theta + t\gamma) - \hat\varphi(\theta)$")
-    axes[1].axhline(0.0, color="k", lw=0.8)
+    axes[2].set_ylabel("change minus DDi's change (same batches)")
+    for ax in axes[1:]:
+        ax.axhline(0.0, color="k", lw=0.8)
     for ax in axes:
         ax.set_xlabel(r"step $t$ along the unit direction $\gamma$")
         ax.set_title(f"mean ± SE over {n} batches", fontsize=9)

@@ -26,6 +26,7 @@ from experiments.directions import (
     parse_grid,
     probe_batch,
     select_batches,
+    summarize,
 )
 from experiments.directions.cli import GRID_FACTORS
 from experiments.directions.probe import draw_start
@@ -279,6 +280,8 @@ def test_probe_end_to_end_writes_its_report(checkpoint, tmp_path):
     assert s["gradients"]["pairs"] == 3 and len(s["gradients"]["negative_inner_products_per_batch"]) == 3
     assert s["attacks"]["start_equal_fraction_max"] < 1e-3
     assert "| DDi-3 γ* |" in stdout and "| pgd-max-3 |" in stdout
+    again = summarize(s["per_batch"], grid=s["grid"], settings=s["settings"])  # the JSON is self-contained
+    assert json.loads(json.dumps(again["directions"])) == s["directions"]
 
 
 def test_probe_default_output_is_beside_the_checkpoint_and_steps_default_to_twice_k(checkpoint):
