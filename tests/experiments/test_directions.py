@@ -339,3 +339,24 @@ def test_a_grid_that_reaches_non_finite_losses_exits_2(checkpoint, tmp_path):
     code, _, err = _run([checkpoint, *PROBE, "--grid", "0.1,1e38", "--out", str(tmp_path)])
     assert code == 2 and "the grid reaches too far" in err
     assert not os.path.exists(tmp_path / "directions.json")
+
+
+def test_probe_batch_on_each_device_restores_the_parameters(device):
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8, 6), torch.nn.CELU(),
+                                torch.nn.Linear(6, 3)).to(device)
+    x, y = torch.rand(10, 2, 2, 2, device=device), torch.randint(0, 3, (10,), device=device)
+    before = [p.detach().clone() for p in model.parameters()]
+    rec = probe_batch(model, x, y, direction_attack=PGD(eps=0.1, alpha=0.05, steps=2, restarts=3),
+                      probe_attack=PGD(eps=0.1, alpha=0.05, steps=4, restarts=2), grid=[0.01, 0.1],
+                      seeds=batch_seeds(0, 0))
+    assert all(torch.equal(p, p0) for p, p0 in zip(model.parameters(), before, strict=True))
+    assert model.training  # the probe's eval mode is undone
+    values = [rec["phi0"], *(v for vs in rec["phi"].values() for v in vs)]
+    assert all(isinstance(v, float) and math.isfinite(v) for v in values)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_cuda_exits_2(checkpoint):
+    code, _, err = _run([checkpoint, *PROBE[:-3], "--device", "cuda", "--no-progress"])
+    assert code == 2 and "CUDA is not available" in err
