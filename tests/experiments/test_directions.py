@@ -31,7 +31,7 @@ from experiments.directions import (
 from experiments.directions.cli import GRID_FACTORS
 from experiments.directions.probe import draw_start
 from experiments.train import main as train_main
-from minmax.torch.attacks import PGD
+from minmax.torch.attacks import PGD, worst_case
 
 TINY = ["--generated-size", "96", "--generated-shape", "1x6x6", "--net", "mlp", "--hidden", "8",
         "--norm", "none", "--batch-size", "16", "--steps", "2", "--eval-steps", "2", "--eval-examples", "16",
@@ -221,13 +221,11 @@ def test_ddi_has_the_lowest_model_slope_and_the_counts_are_right():
     start = draw_start(attack, (m, *x.shape), seed=4, device="cpu")
     cand = build_directions(model, x, y, attack, start=start)
     params = [p for p in model.parameters()]
+    result = attack.run(model, x, y, start=start)  # the same start gives the same attack
+    sets = [*result.deltas, worst_case(result)]
     flat = []
-    for i in range(m + 1):  # the gradients recomputed at the attack's own batches, flattened, in float64
-        delta = attack.run(model, x, y, start=start).deltas
-        from minmax.torch.attacks import worst_case
-
-        xi = (x + (delta[i] if i < m else worst_case(attack.run(model, x, y, start=start)))).clamp(0, 1)
-        g = torch.autograd.grad(F.cross_entropy(model(xi), y), params)
+    for delta in sets:  # the gradients recomputed at the attack's own batches, flattened, in float64
+        g = torch.autograd.grad(F.cross_entropy(model((x + delta).clamp(0, 1)), y), params)
         flat.append(torch.cat([t.flatten() for t in g]).double())
     M = torch.stack(flat)
     G = (M @ M.T).numpy()
