@@ -23,6 +23,7 @@ References
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import numpy as np
@@ -46,6 +47,24 @@ def _check_problem(problem) -> None:
         )
 
 
+def _names_the_problem(fn):
+    """Prefix the ``TypeError`` / ``ValueError`` messages of ``fn(problem, ...)`` with the problem's repr
+    (the checks shared with :mod:`minmax.maxfunc` do not know which problem they check)."""
+
+    @functools.wraps(fn)
+    def wrapper(problem, *args, **kwargs):
+        try:
+            return fn(problem, *args, **kwargs)
+        except (TypeError, ValueError) as exc:
+            name = repr(problem)
+            if not isinstance(problem, MaxProblem) or type(exc) not in (TypeError, ValueError) or \
+                    str(exc).startswith(name):
+                raise
+            raise type(exc)(f"{name}: {exc}") from exc
+
+    return wrapper
+
+
 def _rng(rng):
     """A NumPy generator (an int seeds one: the stream of minmax.maxfunc), a torch.Generator, or None."""
     if rng is None or isinstance(rng, (np.random.Generator, torch.Generator)):
@@ -62,6 +81,7 @@ def _rng(rng):
 # inner maximization
 
 
+@_names_the_problem
 def maximize(
     problem: MaxProblem,
     theta,
@@ -191,6 +211,7 @@ _TORCH = _outer.Backend(check=_check_problem, theta=lambda problem, theta: probl
                         rng=_rng, maximize=maximize, grads=_grads)
 
 
+@_names_the_problem
 def ddi(
     problem: MaxProblem,
     theta0,
@@ -266,6 +287,7 @@ def ddi(
                       step_size=step_size, iterations=iterations, rng=rng, lipschitz=lipschitz, radius=radius)
 
 
+@_names_the_problem
 def single_adversary(
     problem: MaxProblem,
     theta0,
@@ -323,6 +345,7 @@ def single_adversary(
 # Theorem 3's Lipschitz constant
 
 
+@_names_the_problem
 def estimate_lipschitz(problem: MaxProblem, theta, *, deltas=None, n: int = 256, rng=None,
                        norm: str = "l2") -> float:
     r"""Empirical Lipschitz constant of :math:`\delta \mapsto \nabla_\theta g(\theta, \delta)`, by autograd.

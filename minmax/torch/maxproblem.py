@@ -140,7 +140,7 @@ class MaxProblem:
                 raise ValueError(f"{self!r}: {what} is on {x.device}, but the problem runs on {self.device}")
             return x.detach()
         try:
-            arr = np.asarray(x, dtype=np.float64)
+            arr = np.array(x, dtype=np.float64)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{self!r}: {what} must be a tensor or an array of real numbers") from exc
         return torch.as_tensor(arr, dtype=self.dtype, device=self.device)
