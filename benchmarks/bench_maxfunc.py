@@ -150,8 +150,8 @@ def main() -> None:
     print()
     for name, (loop, per_call, gap) in ratios.items():
         met = "met" if loop >= 5.0 else "NOT met"
-        print(f"{name}: batched is {loop:.1f}x faster than the faster loop (target >= 5: {met}), "
-              f"{per_call:.1f}x faster than maximize per start; same maximizers to {gap:.1e}")
+        print(f"{name}: batched is {loop:.2f}x faster than the faster loop (target >= 5: {met}), "
+              f"{per_call:.2f}x faster than maximize per start; same maximizers to {gap:.1e}")
 
 
 if __name__ == "__main__":
