@@ -172,10 +172,10 @@ def maximize(
     best_values = None
     for step in range(steps + 1):
         if step < steps:
-            grads, values = problem.grad_delta_and_value(theta, delta)
+            grads, values = problem._grad_delta_and_value(theta, delta)
             bad |= ~torch.isfinite(grads).all(dim=1)
         else:
-            values = problem.values(theta, delta)
+            values = problem._values(theta, delta)
         bad |= ~torch.isfinite(values)
         if best_values is None:
             best_values = values
@@ -200,15 +200,16 @@ def maximize(
 # outer loops
 
 
-def _grads(problem: MaxProblem, theta: torch.Tensor, maxs: Maximizers) -> torch.Tensor:
-    grads = problem.grads_theta(theta, maxs.deltas)
+def _grads(problem: MaxProblem, theta: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+    grads = problem._grads_theta(theta, deltas)
     if not bool(torch.isfinite(grads).all()):
-        raise ValueError(f"{problem!r}: the gradient of g in theta is not finite at the maximizers found")
+        raise ValueError(f"{problem!r}: the gradient of g in theta is not finite at some of the points")
     return grads
 
 
 _TORCH = _outer.Backend(check=_check_problem, theta=lambda problem, theta: problem.check_theta(theta),
-                        rng=_rng, maximize=maximize, grads=_grads)
+                        rng=_rng, maximize=maximize, grads=lambda problem, theta, maxs: _grads(
+                            problem, theta, maxs.deltas))
 
 
 @_names_the_problem
@@ -407,5 +408,4 @@ def estimate_lipschitz(problem: MaxProblem, theta, *, deltas=None, n: int = 256,
     else:
         points = problem.check_deltas(deltas)
     problem.probe(theta, points[0])
-    grads = _grads(problem, theta, Maximizers(deltas=points, values=None, counts=None, starts=None))
-    return from_gradients(grads, points, norm=norm)
+    return from_gradients(_grads(problem, theta, points), points, norm=norm)

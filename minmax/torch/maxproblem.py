@@ -231,24 +231,44 @@ class MaxProblem:
             ) from exc
         self._checked[key] = True
 
-    # -- batched evaluations (no input checks: the loops call these on checked tensors) -------------------
+    # -- batched evaluations -----------------------------------------------------------------------------
 
-    def values(self, theta: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
-        r""":math:`g(\theta, \delta_i)` for the k rows of ``deltas``, shape (k,): one ``vmap`` pass."""
+    def _batch(self, theta, deltas):
+        theta, deltas = self.check_theta(theta), self.check_deltas(deltas)
+        outside = self.torch_set.distance(deltas) > self.delta_atol
+        if bool(outside.any()):
+            i = int(torch.nonzero(outside)[0, 0])
+            raise ValueError(f"{self!r}: deltas[{i}] = {deltas[i].tolist()} lies outside S = {self.set!r}")
+        self.probe(theta, deltas[0])
+        return theta, deltas
+
+    def values(self, theta, deltas) -> torch.Tensor:
+        r""":math:`g(\theta, \delta_i)` for the k rows of ``deltas`` (k, p), shape (k,): one ``vmap`` pass."""
+        return self._values(*self._batch(theta, deltas))
+
+    def grad_delta_and_value(self, theta, deltas):
+        r""":math:`(\nabla_\delta g(\theta, \delta_i), g(\theta, \delta_i))` for the k rows of ``deltas``
+        (k, p): shapes (k, p) and (k,), from one ``vmap`` pass of ``g`` and one reverse pass."""
+        return self._grad_delta_and_value(*self._batch(theta, deltas))
+
+    def grads_theta(self, theta, deltas) -> torch.Tensor:
+        r""":math:`\nabla_\theta g(\theta, \delta_i)` for the k rows of ``deltas`` (k, p), shape (k, n): one
+        ``vmap`` pass of ``g`` over k copies of :math:`\theta` and one reverse pass."""
+        return self._grads_theta(*self._batch(theta, deltas))
+
+    # The loops call these on checked tensors (no validation, no device synchronization).
+
+    def _values(self, theta: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return self._batched(theta, deltas)
 
-    def grad_delta_and_value(self, theta: torch.Tensor, deltas: torch.Tensor):
-        r""":math:`(\nabla_\delta g(\theta, \delta_i), g(\theta, \delta_i))` for the k rows of ``deltas``:
-        shapes (k, p) and (k,), from one ``vmap`` pass of ``g`` and one reverse pass."""
+    def _grad_delta_and_value(self, theta: torch.Tensor, deltas: torch.Tensor):
         d = deltas.detach().requires_grad_(True)
         with torch.enable_grad():
             out = self._batched(theta.detach(), d)
             return self._reverse(out, d), out.detach()
 
-    def grads_theta(self, theta: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
-        r""":math:`\nabla_\theta g(\theta, \delta_i)` for the k rows of ``deltas``, shape (k, n): one
-        ``vmap`` pass of ``g`` over k copies of :math:`\theta` and one reverse pass."""
+    def _grads_theta(self, theta: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
         thetas = theta.detach().expand(deltas.shape[0], -1).clone().requires_grad_(True)
         with torch.enable_grad():
             return self._reverse(self._per_point(thetas, deltas.detach()), thetas)

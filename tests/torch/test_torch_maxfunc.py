@@ -371,3 +371,14 @@ def test_wrong_device_is_refused(device):
         maximize(q, torch.ones(N, dtype=torch.float64), rng=0)
     with pytest.raises(ValueError, match="generator on cpu"):
         maximize(q, torch.ones(N, dtype=torch.float64, device="cuda"), rng=torch.Generator())
+
+
+def test_public_batched_methods_check_their_input():
+    q = MaxProblem(_quadratic(), SETS[0], name="quad")
+    theta = torch.ones(N, dtype=torch.float64)
+    with pytest.raises(ValueError, match=_named("quad") + r".*deltas\[1\].*lies outside S"):
+        q.values(theta, torch.tensor([[0.0, 0.0, 0.0], [2.0, 0.0, 0.0]], dtype=torch.float64))
+    with pytest.raises(ValueError, match=_named("quad") + r".*deltas must have shape \(k, 3\)"):
+        q.grads_theta(theta, torch.zeros(2, 4, dtype=torch.float64))
+    with pytest.raises(TypeError, match=_named("quad") + ".*dtype torch.float32"):
+        q.grad_delta_and_value(theta, torch.zeros(2, 3))
