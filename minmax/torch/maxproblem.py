@@ -203,13 +203,20 @@ class MaxProblem:
         TypeError
             ``g`` returns something other than a tensor, a tensor of another dtype, or fails under ``vmap``.
         ValueError
-            ``g`` returns a tensor that is not 0-d, or one on another device.
+            ``g`` fails on these shapes (a ``RuntimeError`` or ``IndexError`` of torch: ``theta`` or ``delta``
+            of the wrong size for ``g``), or returns a tensor that is not 0-d or on another device.
         """
         key = tuple(theta.shape)
         if key in self._checked:
             return
-        with torch.no_grad():
-            out = self.g(theta, delta)
+        try:
+            with torch.no_grad():
+                out = self.g(theta, delta)
+        except (RuntimeError, IndexError) as exc:  # torch's shape errors: theta or delta of the wrong size
+            raise ValueError(
+                f"{self!r}: g(theta, delta) failed for theta of shape {tuple(theta.shape)} and delta of "
+                f"shape {tuple(delta.shape)}: {exc}"
+            ) from exc
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"{self!r}: g must return a torch.Tensor, got {type(out).__name__}")
         if out.dim() != 0:

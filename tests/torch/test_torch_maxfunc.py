@@ -326,6 +326,10 @@ def test_theta_and_problem_errors():
         maximize(q, [np.inf] * N, rng=0)
     with pytest.raises(TypeError, match=_named("quad") + ".*real floating tensor"):
         maximize(q, torch.ones(N, dtype=torch.int32), rng=0)
+    # without theta_dim, a theta that does not fit g is caught when g is first called on it
+    loose = MaxProblem(_quadratic(), SETS[0], name="loose")
+    with pytest.raises(ValueError, match=_named("loose") + r".*failed for theta of shape \(4,\)"):
+        maximize(loose, np.ones(4), rng=0)
     with pytest.raises(TypeError, match="minmax.torch.MaxProblem"):
         maximize(NumpyFigure1(), [0.0, 0.0], rng=0)
     with pytest.raises(ValueError, match=_named("quad") + ".*both lipschitz and radius"):
