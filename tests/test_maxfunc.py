@@ -266,7 +266,7 @@ def _grid_radius(lower, upper, points, n=400_001):
 
 @pytest.mark.parametrize("points", [[0.5], [0.0, 1.0], [0.1, 0.15, 0.7], [-0.4, 0.3], [1.2, 2.0]])
 def test_exact_radius_of_an_interval(points):
-    from minmax._outer import exact_radius
+    from minmax._radius import exact_radius
 
     got = exact_radius(Box(0.0, 1.0), np.array(points)[:, None])
     assert got == pytest.approx(_grid_radius(0.0, 1.0, points), abs=1e-5)
