@@ -2,11 +2,11 @@ r"""The parts of the max-function loops that do not depend on the array backend 
 
 :mod:`minmax.maxfunc` (NumPy) and :mod:`minmax.torch.maxfunc` (PyTorch, autograd) share everything here:
 argument checks, the step-size schedules, the :class:`Maximizers` and :class:`History` records, the greedy
-merging of the inner maximizer's runs, the Theorem 3 radius rules and the outer loop :func:`run` of
-Algorithm 1 (DDi) and of the single-adversary baseline. A backend supplies only what touches its arrays
-(:class:`Backend`): validating :math:`\theta`, the multi-start inner maximization and the gradients
-:math:`\nabla_\theta g(\theta, \delta_i)` at the maximizers found. Arrays are handled through the array API
-(``array_api_compat``), so this module never imports torch.
+merging of the inner maximizer's runs, and the outer loop :func:`run` (with the Theorem 3 radius rules of
+:mod:`minmax._radius`) of Algorithm 1 (DDi) and of the single-adversary baseline. A backend supplies
+only what touches its arrays (:class:`Backend`): validating :math:`\theta`, the multi-start inner
+maximization and the gradients :math:`\nabla_\theta g(\theta, \delta_i)` at the maximizers found. Arrays
+are handled through the array API (``array_api_compat``), so this module never imports torch.
 
 References
 ----------
