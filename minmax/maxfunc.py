@@ -6,7 +6,10 @@ r"""Max-functions :math:`\varphi(\theta) = \max_{\delta \in S} g(\theta, \delta)
 * :func:`single_adversary` -- the classic adversarial-training baseline: the gradient at one maximizer.
 * :func:`constant`, :func:`inverse_sqrt` -- step-size schedules :math:`\eta_k` (k = 1, 2, ...).
 
-Everything runs in float64 NumPy; the problems of :mod:`minmax.problems` are the intended inputs.
+Everything runs in float64 NumPy; the problems of :mod:`minmax.problems` are the intended inputs. The
+same loops for a :math:`g` written in PyTorch, with gradients by autograd and the starts batched, are in
+:mod:`minmax.torch.maxfunc`; both share their outer loop and records (:class:`History`,
+:class:`Maximizers`).
 
 References
 ----------
@@ -16,13 +19,13 @@ References
 
 from __future__ import annotations
 
-import math
 import numbers
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from . import _outer
+from ._outer import Constant, History, InverseSqrt, Maximizers, constant, inverse_sqrt
 from .sets import CompactSet
 
 __all__ = [
@@ -57,62 +60,6 @@ class MaxFunction(Protocol):
     def grad_delta(self, theta, delta) -> np.ndarray: ...
 
 
-# ----------------------------------------------------------------------------------------------------------
-# step-size schedules
-
-
-@dataclass(frozen=True)
-class Constant:
-    r""":math:`\eta_k = c`."""
-
-    c: float
-
-    def __call__(self, k: int) -> float:
-        return self.c
-
-
-@dataclass(frozen=True)
-class InverseSqrt:
-    r""":math:`\eta_k = c / \sqrt{k}`, k = 1, 2, ..."""
-
-    c: float
-
-    def __call__(self, k: int) -> float:
-        return self.c / math.sqrt(k)
-
-
-def _positive(x, name: str) -> float:
-    if isinstance(x, bool) or not isinstance(x, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(x).__name__}")
-    if not (math.isfinite(x) and x > 0):
-        raise ValueError(f"{name} must be finite and positive, got {x!r}")
-    return float(x)
-
-
-def constant(c: float) -> Constant:
-    """The constant schedule :math:`\\eta_k = c` (``c > 0``)."""
-    return Constant(_positive(c, "c"))
-
-
-def inverse_sqrt(c: float) -> InverseSqrt:
-    """The schedule :math:`\\eta_k = c/\\sqrt{k}` (``c > 0``); Figure 1 of [1]_ uses ``c = 0.5``."""
-    return InverseSqrt(_positive(c, "c"))
-
-
-def _schedule(step_size, name: str):
-    if callable(step_size):
-        return step_size
-    return constant(_positive(step_size, name))
-
-
-def _count(x, name: str, minimum: int) -> int:
-    if isinstance(x, bool) or not isinstance(x, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(x).__name__}")
-    if x < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {x}")
-    return int(x)
-
-
 def _check_problem(problem) -> None:
     if not isinstance(problem, MaxFunction) or not isinstance(problem.set, CompactSet):
         raise TypeError(
@@ -133,6 +80,8 @@ def _theta(theta) -> np.ndarray:
 
 
 def _rng(rng) -> np.random.Generator:
+    if rng is None:
+        raise TypeError("rng is required (a numpy.random.Generator or an int seed) to draw the starts")
     if isinstance(rng, np.random.Generator):
         return rng
     if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
@@ -144,56 +93,14 @@ def _rng(rng) -> np.random.Generator:
 # inner maximization
 
 
-@dataclass(frozen=True)
-class Maximizers:
-    r"""Result of :func:`maximize`: distinct approximate maximizers, best first.
-
-    Attributes
-    ----------
-    deltas : ndarray of shape (k, p)
-        The maximizers :math:`\delta_1, \dots, \delta_k` (``k <= m`` after merging), by decreasing value.
-    values : ndarray of shape (k,)
-        :math:`g(\theta, \delta_i)`; ``values[0]`` is the best estimate (a lower bound) of
-        :math:`\varphi(\theta)`.
-    counts : ndarray of int, shape (k,)
-        How many of the m starts ended at (were merged into) each maximizer; sums to m unless
-        ``value_tol`` dropped some.
-    starts : ndarray of shape (m, p)
-        The starting points.
-    """
-
-    deltas: np.ndarray
-    values: np.ndarray
-    counts: np.ndarray
-    starts: np.ndarray
-
-    def __len__(self) -> int:
-        return self.deltas.shape[0]
-
-
-def _merge(deltas: np.ndarray, values: np.ndarray, tol: float):
-    order = np.argsort(-values, kind="stable")
-    kept: list[int] = []
-    counts: list[int] = []
-    for i in order:
-        for j, k in enumerate(kept):
-            if np.linalg.norm(deltas[i] - deltas[k]) <= tol:
-                counts[j] += 1
-                break
-        else:
-            kept.append(int(i))
-            counts.append(1)
-    return deltas[kept], values[kept], np.array(counts, dtype=np.int64)
-
-
 def maximize(
     problem: MaxFunction,
     theta,
     *,
-    m: int = 10,
+    m: int | None = None,
     steps: int = 10,
     step_size: float = 0.1,
-    rng,
+    rng=None,
     init=None,
     merge_tol: float = 1e-6,
     value_tol: float | None = None,
@@ -208,14 +115,15 @@ def maximize(
     ----------
     problem : MaxFunction
     theta : array_like of shape (n,)
-    m : int, default 10
-        Number of starts (restarts of the "attack").
+    m : int, optional
+        Number of starts (restarts of the "attack"): 10 by default, or the number of rows of ``init``
+        (which must then agree with ``m`` when both are given).
     steps : int, default 10
         Ascent steps per start (0 returns the starts themselves).
     step_size : float, default 0.1
         :math:`\eta > 0`.
     rng : numpy.random.Generator or int
-        Draws the starts uniformly from S (unused when ``init`` is given).
+        Draws the starts uniformly from S; required unless ``init`` is given.
     init : array_like of shape (m, p), optional
         Starting points (projected onto S first).
     merge_tol : float, default 1e-6
@@ -252,22 +160,21 @@ def maximize(
     """
     _check_problem(problem)
     theta = _theta(theta)
-    m = _count(m, "m", 1)
-    steps = _count(steps, "steps", 0)
-    eta = _positive(step_size, "step_size")
-    for name, tol in (("merge_tol", merge_tol), ("value_tol", 0.0 if value_tol is None else value_tol)):
-        if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol >= 0:
-            raise ValueError(f"{name} must be a non-negative real number, got {tol!r}")
+    steps = _outer.count(steps, "steps", 0)
+    eta = _outer.positive(step_size, "step_size")
+    merge_tol, value_tol = _outer.tolerances(merge_tol, value_tol)
     S = problem.set
     if init is None:
-        starts = S.sample(m, _rng(rng))
+        starts = S.sample(_outer.starts_count(m, None), _rng(rng))
     else:
         starts = np.array(init, dtype=np.float64)
-        if starts.ndim == 1 and S.dim == 1 and starts.shape == (m,):
+        if starts.ndim == 1 and S.dim == 1:
             starts = starts[:, None]
-        if starts.shape != (m, S.dim):
-            raise ValueError(f"init must have shape (m, p) = ({m}, {S.dim}), got shape {starts.shape}")
+        if starts.ndim != 2 or starts.shape[1] != S.dim:
+            raise ValueError(f"init must have shape (m, p) with p = {S.dim}, got shape {starts.shape}")
+        _outer.starts_count(m, starts.shape[0])
         starts = S.project(starts)
+    m = starts.shape[0]
     best = starts.copy()
     best_values = np.empty(m)
     for i in range(m):
@@ -279,10 +186,9 @@ def maximize(
             val = _finite(problem.value(theta, delta), "value")
             if val > best_values[i]:
                 best[i], best_values[i] = delta, val
-    deltas, values, counts = _merge(best, best_values, float(merge_tol))
-    if value_tol is not None:
-        keep = values >= values[0] - value_tol
-        deltas, values, counts = deltas[keep], values[keep], counts[keep]
+    distances = np.stack([np.linalg.norm(best - best[i], axis=1) for i in range(m)])
+    idx, counts = _outer.merge(best_values, distances, merge_tol, value_tol)
+    deltas, values = best[idx], best_values[idx]
     starts.setflags(write=False)
     for a in (deltas, values, counts):
         a.setflags(write=False)
@@ -299,57 +205,6 @@ def _finite(x, what: str):
 # outer loops
 
 
-@dataclass(frozen=True)
-class History:
-    r"""Everything an outer loop did, iteration by iteration (K iterations, K + 1 iterates).
-
-    Attributes
-    ----------
-    method : str
-        ``"ddi"`` or ``"single-adversary"``.
-    thetas : ndarray of shape (K + 1, n)
-        :math:`\theta_0, \dots, \theta_K`.
-    phi_estimates : ndarray of shape (K + 1,)
-        The best inner value found at each iterate, a lower estimate of :math:`\varphi(\theta_k)`.
-    phi : ndarray of shape (K + 1,) or None
-        The exact :math:`\varphi(\theta_k)` when the problem has a closed-form ``phi``.
-    directions : ndarray of shape (K, n)
-        The direction :math:`\gamma_k` of each step (unit, or zero when ``stationary``; for the unnormalized
-        single-adversary step, :math:`-\nabla_\theta g`): :math:`\theta_{k+1} = \theta_k + \eta_k\gamma_k`.
-    step_sizes : ndarray of shape (K,)
-        :math:`\eta_k`, k = 1..K.
-    slopes : ndarray of shape (K,)
-        :math:`\max_i \langle\gamma_k, \nabla_\theta g(\theta_k, \delta_i)\rangle` over the maximizers the
-        step used: Danskin's formula over that finite set (for DDi :math:`-\|M\alpha^*\|`).
-    stationary : ndarray of bool, shape (K,)
-        No descent direction over the maximizers used (origin in their gradients' hull).
-    weights : tuple of K ndarrays
-        The weights on the maximizers used (DDi: :math:`\alpha^*`; single adversary: one-hot).
-    maximizers : tuple of K + 1 Maximizers
-        The inner maximization at each iterate (the last one only estimates :math:`\varphi(\theta_K)`).
-    certificates : tuple of K objects or None
-        :func:`minmax.certify_descent` results (Theorem 3) when ``lipschitz`` and ``radius`` were given,
-        else ``None`` (also ``None`` at stationary steps, where there is no direction to certify).
-    """
-
-    method: str
-    thetas: np.ndarray
-    phi_estimates: np.ndarray
-    phi: np.ndarray | None
-    directions: np.ndarray
-    step_sizes: np.ndarray
-    slopes: np.ndarray
-    stationary: np.ndarray
-    weights: tuple
-    maximizers: tuple
-    certificates: tuple
-
-    @property
-    def robust_loss(self) -> np.ndarray:
-        """The exact :math:`\\varphi(\\theta_k)` when known, else the estimates."""
-        return self.phi if self.phi is not None else self.phi_estimates
-
-
 def _grads(problem, theta, maxs: Maximizers) -> np.ndarray:
     grads = np.array([np.asarray(problem.grad_theta(theta, d), dtype=np.float64) for d in maxs.deltas])
     if grads.shape != (len(maxs), theta.size):
@@ -357,53 +212,11 @@ def _grads(problem, theta, maxs: Maximizers) -> np.ndarray:
     return _finite(grads, "grad_theta")
 
 
-def _run(method, problem, theta0, choose, *, inner, step_size, iterations, rng, lipschitz, radius):
-    _check_problem(problem)
-    theta = _theta(theta0)
-    iterations = _count(iterations, "iterations", 0)
-    schedule = _schedule(step_size, "step_size")
-    rng = _rng(rng)
-    certify = None
-    if (lipschitz is None) != (radius is None):
-        raise ValueError("give both lipschitz and radius (Theorem 3 needs L and epsilon), or neither")
-    if lipschitz is not None:
-        from .certificate import certify_descent as certify  # written alongside; imported only when used
-    exact = callable(getattr(problem, "phi", None))
-    thetas, estimates, phis, maxima = [], [], [], []
-    directions, etas, slopes, flags, weights, certs = [], [], [], [], [], []
-    for k in range(1, iterations + 2):
-        maxs = maximize(problem, theta, rng=rng, **inner)
-        thetas.append(theta.copy())
-        estimates.append(float(maxs.values[0]))
-        phis.append(float(problem.phi(theta)) if exact else np.nan)
-        maxima.append(maxs)
-        if k == iterations + 1:
-            break
-        grads = _grads(problem, theta, maxs)
-        gamma, alpha, stationary = choose(grads)
-        eta = _positive(schedule(k), f"step_size({k})")
-        directions.append(gamma)
-        etas.append(eta)
-        slopes.append(float(np.max(grads @ gamma)))
-        flags.append(stationary)
-        weights.append(alpha)
-        skip = certify is None or stationary
-        certs.append(None if skip else certify(grads, gamma, lipschitz=lipschitz, radius=radius))
-        theta = theta + eta * gamma
-    n = theta.size
-    return History(
-        method=method,
-        thetas=np.array(thetas),
-        phi_estimates=np.array(estimates),
-        phi=np.array(phis) if exact else None,
-        directions=np.array(directions).reshape(iterations, n),
-        step_sizes=np.array(etas),
-        slopes=np.array(slopes),
-        stationary=np.array(flags, dtype=bool),
-        weights=tuple(weights),
-        maximizers=tuple(maxima),
-        certificates=tuple(certs),
-    )
+# eta_k = 0.5 / sqrt(k), the outer step sizes of Figure 1 of [1]: the loops' default (a frozen dataclass).
+_FIGURE1_STEPS = InverseSqrt(0.5)
+
+_NUMPY = _outer.Backend(check=_check_problem, theta=lambda problem, theta: _theta(theta), rng=_rng,
+                        maximize=maximize, grads=_grads)
 
 
 def ddi(
@@ -413,11 +226,11 @@ def ddi(
     m: int = 10,
     inner_steps: int = 10,
     inner_step_size: float = 0.1,
-    step_size=InverseSqrt(0.5),
+    step_size=_FIGURE1_STEPS,
     iterations: int = 50,
     rng,
     lipschitz: float | None = None,
-    radius: float | None = None,
+    radius=None,
     merge_tol: float = 1e-6,
     value_tol: float | None = None,
     qp_method: str = "wolfe",
@@ -433,7 +246,8 @@ def ddi(
     direction over the set: :math:`\gamma^* = 0` and the iterate stays put (fresh random starts at the next
     iteration may find another set). With ``lipschitz`` = L and ``radius`` = :math:`\varepsilon` each
     direction is checked by Theorem 3 (:func:`minmax.certify_descent`: certified when
-    :math:`\max_i\langle\gamma^*, g_i\rangle < -L\varepsilon`).
+    :math:`\max_i\langle\gamma^*, g_i\rangle < -L\varepsilon_k`); :math:`\varepsilon_k` may change with
+    the iterate (``radius`` a callable of :math:`\theta_k`, or ``"exact"``).
 
     Parameters
     ----------
@@ -446,8 +260,15 @@ def ddi(
     iterations : int, default 50
         K.
     rng : numpy.random.Generator or int
-    lipschitz, radius : float, optional
-        L and :math:`\varepsilon` of Theorem 3 (both or neither).
+    lipschitz : float, optional
+        L of Theorem 3: a Lipschitz constant of :math:`\delta \mapsto \nabla_\theta g(\theta, \delta)`
+        (give it with ``radius``, or neither).
+    radius : float, callable or "exact", optional
+        :math:`\varepsilon_k` of Theorem 3 at each iterate: a float (the same at every iterate), a callable
+        ``theta_k -> epsilon_k``, or ``"exact"``: the covering radius
+        :math:`\sup_{\delta \in S^*(\theta_k)}\min_i\|\delta - \delta_i\|_2` of the exact maximizers
+        ``problem.maximizers(theta_k)`` (a finite set or an interval) by the maximizers found; the
+        certificate is then exact whenever L is.
     qp_method : str, default "wolfe"
         Method of :func:`minmax.min_norm_point`.
 
@@ -459,7 +280,8 @@ def ddi(
     ------
     TypeError, ValueError
         As :func:`maximize`; also ``iterations < 0``, a non-positive step size, only one of
-        ``lipschitz`` / ``radius``.
+        ``lipschitz`` / ``radius``, a negative L or :math:`\varepsilon_k`, ``radius="exact"`` for a
+        problem without ``maximizers``.
 
     Examples
     --------
@@ -470,17 +292,10 @@ def ddi(
     >>> bool(np.all(np.diff(h.phi) < 0))
     True
     """
-    from .danskin import steepest_descent
-
     inner = {"m": m, "steps": inner_steps, "step_size": inner_step_size, "merge_tol": merge_tol,
              "value_tol": value_tol}
-
-    def choose(grads):
-        res = steepest_descent(grads, method=qp_method)
-        return np.asarray(res.direction, dtype=np.float64), np.asarray(res.weights), bool(res.stationary)
-
-    return _run("ddi", problem, theta0, choose, inner=inner, step_size=step_size, iterations=iterations,
-                rng=rng, lipschitz=lipschitz, radius=radius)
+    return _outer.run("ddi", _NUMPY, problem, theta0, _outer.ddi_choice(qp_method), inner=inner,
+                      step_size=step_size, iterations=iterations, rng=rng, lipschitz=lipschitz, radius=radius)
 
 
 def single_adversary(
@@ -490,12 +305,12 @@ def single_adversary(
     m: int = 1,
     inner_steps: int = 10,
     inner_step_size: float = 0.1,
-    step_size=InverseSqrt(0.5),
+    step_size=_FIGURE1_STEPS,
     iterations: int = 50,
     rng,
     normalize: bool = True,
     lipschitz: float | None = None,
-    radius: float | None = None,
+    radius=None,
 ) -> History:
     r"""Classic adversarial training on a max-function: step along the gradient at one maximizer.
 
@@ -520,26 +335,29 @@ def single_adversary(
     rng : numpy.random.Generator or int
     normalize : bool, default True
         Step along the unit vector :math:`-g/\|g\|` (as :func:`ddi` does) rather than :math:`-g`.
-    lipschitz, radius : float, optional
-        L and :math:`\varepsilon` of Theorem 3, to certify each step (both or neither).
+    lipschitz : float, optional
+        L of Theorem 3: a Lipschitz constant of :math:`\delta \mapsto \nabla_\theta g(\theta, \delta)`
+        (give it with ``radius``, or neither).
+    radius : float, callable or "exact", optional
+        :math:`\varepsilon_k` of Theorem 3 at each iterate: a float (the same at every iterate), a callable
+        ``theta_k -> epsilon_k``, or ``"exact"``: the covering radius
+        :math:`\sup_{\delta \in S^*(\theta_k)}\min_i\|\delta - \delta_i\|_2` of the exact maximizers
+        ``problem.maximizers(theta_k)`` (a finite set or an interval) by the maximizers found; the
+        certificate is then exact whenever L is.
 
     Returns
     -------
     History
-        ``weights`` are one-hot on the maximizer used; ``slopes`` are :math:`\langle\gamma_k, g\rangle`.
+        ``weights`` are one-hot on the maximizer used; ``slopes`` (and the certificates) take the max over
+        all the maximizers found, :math:`\max_i\langle\gamma_k, g_i\rangle` (with ``m = 1``:
+        :math:`\langle\gamma_k, g\rangle`).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`ddi`; also a ``normalize`` that is not a bool.
     """
-    if not isinstance(normalize, bool):
-        raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
+    choose = _outer.single_adversary_choice(normalize)
     inner = {"m": m, "steps": inner_steps, "step_size": inner_step_size}
-
-    def choose(grads):
-        g = grads[0]  # maximize() sorts by value: row 0 is the best maximizer
-        alpha = np.zeros(grads.shape[0])
-        alpha[0] = 1.0
-        norm = float(np.linalg.norm(g))
-        if norm == 0.0:
-            return np.zeros_like(g), alpha, True
-        return (-g / norm if normalize else -g), alpha, False
-
-    return _run("single-adversary", problem, theta0, choose, inner=inner, step_size=step_size,
-                iterations=iterations, rng=rng, lipschitz=lipschitz, radius=radius)
+    return _outer.run("single-adversary", _NUMPY, problem, theta0, choose, inner=inner, step_size=step_size,
+                      iterations=iterations, rng=rng, lipschitz=lipschitz, radius=radius)

@@ -1,9 +1,10 @@
 """The documentation is tested: complete API pages, executed examples, and a site that builds.
 
 * Every public name (``__all__`` of :mod:`minmax`, :mod:`minmax.torch`, :mod:`nets` and of the public
-  modules :mod:`minmax.sets`, :mod:`minmax.maxfunc`, :mod:`minmax.problems`, :mod:`minmax.simplex`) must
-  appear in an autosummary or auto* directive of ``docs/api/*.rst``, so a name added to the code but not to
-  the reference fails here (and a name documented but no longer importable fails the Sphinx build).
+  modules :mod:`minmax.sets`, :mod:`minmax.maxfunc`, :mod:`minmax.problems`, :mod:`minmax.simplex` and
+  their torch counterparts) must appear in an autosummary or auto* directive of ``docs/api/*.rst``, so a
+  name added to the code but not to the reference fails here (and a name documented but no longer
+  importable fails the Sphinx build).
 * Every ``>>>`` example of the pages under ``docs/`` (theory and tutorials) runs as a doctest, one page per
   test, with the page's examples sharing one namespace in order.
 * The docstring examples of every module of ``minmax`` and ``nets`` run as doctests (so pytest needs no
@@ -33,8 +34,9 @@ OPTIONFLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 # Packages whose whole ``__all__`` must be documented, and public modules whose ``__all__`` must be.
 PACKAGES = ["minmax", "minmax.torch", "nets"]
-PUBLIC_MODULES = ["minmax.sets", "minmax.maxfunc", "minmax.problems", "minmax.simplex"]
-NEEDS_TORCH = {"minmax.torch", "nets"}
+PUBLIC_MODULES = ["minmax.sets", "minmax.maxfunc", "minmax.problems", "minmax.simplex",
+                  "minmax.torch.maxfunc", "minmax.torch.problems", "minmax.torch.sets"]
+NEEDS_TORCH = {"minmax.torch", "nets", "minmax.torch.maxfunc", "minmax.torch.problems", "minmax.torch.sets"}
 
 _DIRECTIVE = re.compile(
     r"^\s*\.\. (currentmodule|module|automodule|autosummary|autoclass|autofunction|autodata|autoexception"

@@ -231,3 +231,87 @@ def test_outer_loop_bad_input():
         ddi(Figure1(), [0.0, 1.0, 2.0], iterations=1, rng=0)
     h = ddi(Figure1(), [1.0, 1.0], iterations=0, rng=0)
     assert h.thetas.shape == (1, 2) and h.directions.shape == (0, 2)
+
+
+def test_maximize_infers_m_from_init():
+    init = np.array([[0.2], [0.9]])
+    res = maximize(Figure1(), [0.0, 1.0], steps=0, init=init, merge_tol=0.0)
+    assert res.starts.shape == (2, 1) and int(res.counts.sum()) == 2
+    with pytest.raises(ValueError, match="m = 3 rows, got 2"):
+        maximize(Figure1(), [0.0, 1.0], m=3, init=init)
+    with pytest.raises(TypeError, match="rng is required"):
+        maximize(Figure1(), [0.0, 1.0], m=3)
+
+
+def test_radius_callable_of_theta():
+    seen = []
+
+    def radius(theta):
+        seen.append(theta.copy())
+        return 0.05 * abs(theta[1])
+
+    h = ddi(Figure1(), FIG1_START, m=6, iterations=4, rng=1, lipschitz=4.0, radius=radius)
+    moving = [k for k in range(4) if not h.stationary[k]]
+    assert len(seen) == len(moving)
+    for k, theta in zip(moving, seen, strict=True):
+        np.testing.assert_array_equal(theta, h.thetas[k])
+        assert h.certificates[k].radius == 0.05 * abs(h.thetas[k, 1])
+        assert h.certificates[k].certified == (h.slopes[k] < -4.0 * h.certificates[k].radius)
+
+
+def _grid_radius(lower, upper, points, n=400_001):
+    grid = np.linspace(lower, upper, n)
+    return float(np.max(np.min(np.abs(grid[:, None] - np.asarray(points)[None, :]), axis=1)))
+
+
+@pytest.mark.parametrize("points", [[0.5], [0.0, 1.0], [0.1, 0.15, 0.7], [-0.4, 0.3], [1.2, 2.0]])
+def test_exact_radius_of_an_interval(points):
+    from minmax._radius import exact_radius
+
+    got = exact_radius(Box(0.0, 1.0), np.array(points)[:, None])
+    assert got == pytest.approx(_grid_radius(0.0, 1.0, points), abs=1e-5)
+
+
+def test_exact_radius_in_the_loop():
+    # Counterexample 1 at theta = 0: S* = [-1, 1] (an interval); the certificate's epsilon covers it.
+    p = Counterexample1()
+    h = ddi(p, 0.5, m=4, inner_steps=0, iterations=3, rng=0, lipschitz=1.0, radius="exact")
+    for k in range(3):
+        if h.stationary[k]:
+            continue
+        S = p.maximizers(h.thetas[k])
+        found = h.maximizers[k].deltas
+        if isinstance(S, Box):
+            expected = _grid_radius(S.lower[0], S.upper[0], found[:, 0])
+        else:
+            expected = float(np.min(np.abs(found[:, 0] - S.points[0, 0])))
+        assert h.certificates[k].radius == pytest.approx(expected, abs=1e-5)
+    # Figure 1 with curvature 1 at the kink: S* = {0, 1} is found exactly, so epsilon = 0 and the
+    # certificate is Danskin's formula over all of S*.
+    q = Figure1(curvature=1.0)
+    h = ddi(q, [0.7, 0.0], m=10, inner_steps=30, inner_step_size=0.5, iterations=1, rng=2, lipschitz=4.0,
+            radius="exact")
+    assert h.certificates[0].radius == 0.0 and h.certificates[0].certified
+
+
+def test_radius_rules_bad_input():
+    class NoMaximizers:
+        set = Box(0.0, 1.0)
+
+        def value(self, theta, delta):
+            return float(theta[0] * delta[0])
+
+        def grad_theta(self, theta, delta):
+            return np.array([delta[0]])
+
+        def grad_delta(self, theta, delta):
+            return np.array([theta[0]])
+
+    with pytest.raises(ValueError, match="no maximizers"):
+        ddi(NoMaximizers(), [1.0], iterations=1, rng=0, lipschitz=1.0, radius="exact")
+    with pytest.raises(ValueError, match="radius must be a float, a callable"):
+        ddi(Figure1(), [1.0, 1.0], iterations=1, rng=0, lipschitz=1.0, radius="tight")
+    with pytest.raises(ValueError, match="lipschitz must be finite and non-negative"):
+        ddi(Figure1(), [1.0, 1.0], iterations=1, rng=0, lipschitz=-1.0, radius=0.1)
+    with pytest.raises(ValueError, match=r"radius\(theta\) must be finite"):
+        ddi(Figure1(), [1.0, 1.0], iterations=1, rng=0, lipschitz=1.0, radius=lambda t: float("nan"))

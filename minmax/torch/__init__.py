@@ -1,4 +1,5 @@
-"""The PyTorch adapter of minmax: attacks (the inner maximization) and, built on them, the training step.
+"""The PyTorch adapter of minmax: attacks (the inner maximization), the training step built on them, and
+max-functions written in torch (autodiff gradients, batched multi-start ascent, DDi and the baseline).
 
 This is the only part of :mod:`minmax` that imports torch. The core (:mod:`minmax.danskin`,
 :mod:`minmax.minnorm`, :mod:`minmax.gram`) works on the adapter's gradients through the array API.
@@ -18,6 +19,9 @@ from minmax.torch.gradients import (
     loss_gradients,
     set_gradients,
 )
+from minmax.torch.maxfunc import ddi, estimate_lipschitz, maximize, single_adversary
+from minmax.torch.maxproblem import MaxProblem
+from minmax.torch.sets import TorchSet
 from minmax.torch.variants import FAMILIES, VARIANTS, Family, VariantSpec, parse_variant, variant_names
 
 __all__ = [
@@ -31,4 +35,6 @@ __all__ = [
     "FAMILIES", "VARIANTS", "DescentStep", "Family", "VariantSpec", "parse_variant", "variant_names",
     # the m gradients, and multi-process support
     "STRATEGIES", "SetGradients", "commit_buffers", "distributed", "loss_gradients", "set_gradients",
+    # max-functions in torch: autodiff gradients, batched inner maximization, DDi and the single adversary
+    "MaxProblem", "TorchSet", "ddi", "estimate_lipschitz", "maximize", "single_adversary",
 ]
