@@ -367,7 +367,7 @@ def _run(method, problem, theta0, choose, *, inner, step_size, iterations, rng, 
     if (lipschitz is None) != (radius is None):
         raise ValueError("give both lipschitz and radius (Theorem 3 needs L and epsilon), or neither")
     if lipschitz is not None:
-        from .certificate import certify_descent as certify  # written alongside; imported only when used
+        from .descent_certificate import certify_descent as certify  # imported only when used
     exact = callable(getattr(problem, "phi", None))
     thetas, estimates, phis, maxima = [], [], [], []
     directions, etas, slopes, flags, weights, certs = [], [], [], [], [], []

@@ -55,7 +55,7 @@ import torch
 
 from minmax.danskin import steepest_descent
 from minmax.gram import gram
-from minmax.minnorm.certificate import fw_gap
+from minmax.minnorm.optimality import fw_gap
 from minmax.torch import distributed as _dist
 from minmax.torch import gradients as _grads
 from minmax.torch._checks import positive_float, positive_int

@@ -23,7 +23,7 @@ import numpy as np
 
 from .danskin import _gamma_blocks, _is_block_list, inner_products
 from .gram import as_blocks
-from .minnorm.certificate import validate_tol
+from .minnorm.optimality import validate_tol
 
 __all__ = ["DescentCertificate", "certify_descent", "covering_radius", "estimate_lipschitz"]
 

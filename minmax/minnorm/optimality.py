@@ -1,4 +1,4 @@
-r"""Input validation and the optimality certificate of the minimum-norm-point problem.
+r"""The optimality certificate of the minimum-norm-point problem (its duality gap), and input validation.
 
 For feasible :math:`\alpha \in \Delta` and :math:`f(\alpha) = \alpha^\top G\alpha`, convexity gives
 
