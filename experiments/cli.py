@@ -15,7 +15,8 @@ from fractions import Fraction
 
 from experiments.data import DATASETS
 
-__all__ = ["PRESETS", "RESUME_OVERRIDABLE", "ConfigError", "build_parser", "parse_config", "parse_fraction"]
+__all__ = ["ADDED_OPTIONS", "PRESETS", "RESUME_OVERRIDABLE", "ConfigError", "build_parser", "parse_config",
+           "parse_fraction"]
 
 DESCRIPTION = """\
 Adversarial training with Danskin's Descent Direction (DDi) and the paper's baselines.
@@ -42,9 +43,10 @@ variants (--variant), as named in the paper:
   ddi-decay-M0     m decays linearly from M0 to 1 over training (Appendix B.4)
 
 the run directory holds config.json, metrics.jsonl / metrics.csv (one row per epoch), steps.jsonl
-(--log-steps), log.txt, summary.json and checkpoints/{last,best}.pt. Exit status: 0 done, 2 bad command line,
-missing data or unusable checkpoint, 3 non-finite loss (the last good checkpoint is kept), 143 stopped by
-SIGTERM (the finished step is checkpointed first; continue with --resume).
+(--log-steps), evals.jsonl (--eval-every), log.txt, summary.json and checkpoints/{last,best}.pt. Exit
+status: 0 done, 2 bad command line, missing data or unusable checkpoint, 3 non-finite loss (the last good
+checkpoint is kept), 143 stopped by SIGTERM (the finished step is checkpointed first; continue with
+--resume).
 """
 
 #: Values a preset fills in when the option is not given on the command line.
@@ -61,6 +63,10 @@ PRESETS = {
     "quick": dict(dataset="generated", generated_size=2000, generated_shape=(1, 28, 28), net="mlp",
                   activation="celu", norm="none", variant="ddi-10", epochs=5, batch_size=128),
 }
+
+#: Options added after runs were first saved, with the value that reproduces those runs (a resume of an
+#: older run directory or checkpoint takes these).
+ADDED_OPTIONS = {"train_size": 0, "max_steps": 0, "eval_every": 0}
 
 #: Options that may differ from the saved configuration when resuming (they do not change the numbers,
 #: except ``device``, which a user may need to change and is warned about).
@@ -150,6 +156,9 @@ def build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add(g, "--data-seed", type=int, default=0, help="seed of the generated dataset and validation split")
     add(g, "--val-size", type=int, default=1000,
         help="training examples held out for validation (capped at 10%% of the training set)")
+    add(g, "--train-size", type=int, default=0, metavar="N",
+        help="train on a fixed random subset of N examples of the training split, the same for every "
+             "--seed and --variant (drawn with --data-seed; 0: all)")
     add(g, "--augment", choices=("auto", "none", "crop-flip"), default="auto",
         help="training augmentation (auto: crop-flip for cifar10, none otherwise)")
 
@@ -162,6 +171,9 @@ def build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:
     g = parser.add_argument_group("training (the paper's values are the defaults)")
     add(g, "--variant", default="ddi-10", help="training method, see the list below")
     add(g, "--epochs", type=int, default=200, help="epochs")
+    add(g, "--max-steps", type=int, default=0, metavar="N",
+        help="stop after N optimizer steps (0: epochs x steps per epoch); the run then lasts "
+             "ceil(N / steps per epoch) epochs, over which --lr-milestones are laid out")
     add(g, "--batch-size", type=int, default=128, help="global batch size (split across processes)")
     add(g, "--lr", type=float, default=0.1, help="SGD learning rate")
     add(g, "--momentum", type=float, default=0.0, help="SGD momentum")
@@ -179,6 +191,10 @@ def build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:
         help="do not scale the Danskin direction to unit norm (the paper normalizes)")
 
     g = parser.add_argument_group("evaluation (every epoch, on validation and test)")
+    add(g, "--eval-every", type=int, default=0, metavar="STEPS",
+        help="also evaluate the test split (--eval-examples, the same examples and random starts each time) "
+             "every STEPS optimizer steps, at step 0 and at the last step, into evals.jsonl with the "
+             "training wall-clock time (evaluation excluded); 0: only per epoch")
     add(g, "--eval-steps", type=int, default=20, help="PGD steps of the evaluation attack")
     add(g, "--eval-step-size", type=parse_fraction, default="2/255", help="its step size")
     add(g, "--eval-restarts", type=int, default=1, help="its random restarts (worst case per example)")
@@ -212,7 +228,8 @@ def _validate(config: dict) -> None:
         if not config[key] > 0:
             raise ConfigError(f"--{key.replace('_', '-')} must be > 0 ({what}), got {config[key]}")
     for key in ("momentum", "weight_decay", "val_size", "eval_examples", "final_eval_examples",
-                "checkpoint_every", "threads", "debug_nan_at_step", "debug_step_delay"):
+                "checkpoint_every", "threads", "debug_nan_at_step", "debug_step_delay", "train_size",
+                "max_steps", "eval_every"):
         if config[key] < 0:
             raise ConfigError(f"--{key.replace('_', '-')} must be >= 0, got {config[key]}")
     milestones = config["lr_milestones"]
@@ -266,10 +283,10 @@ def _resume_config(parser, args: dict, explicit: dict) -> dict:
             value = parse_fraction(value)
         if key == "lr_milestones":
             value = args[key]
-        if json.loads(json.dumps(value)) != saved.get(key):
+        if json.loads(json.dumps(value)) != saved.get(key, ADDED_OPTIONS.get(key)):
             parser.error(f"--{key.replace('_', '-')} cannot change on resume (the run was started with "
                          f"{saved.get(key)!r}); start a new run with --out instead")
-    config = dict(saved)
+    config = {**ADDED_OPTIONS, **saved}
     for key in RESUME_OVERRIDABLE:
         config[key] = args[key]
     for key in ("generated_shape", "hidden", "lr_milestones"):

@@ -34,6 +34,7 @@ __all__ = [
     "make_generated",
     "read_idx",
     "split_validation",
+    "training_subset",
 ]
 
 DATASETS = ("generated", "cifar10", "fashion-mnist")
@@ -138,6 +139,20 @@ def split_validation(data: ImageSet, size: int, seed: int = 0) -> tuple[ImageSet
     perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(derive_seed(seed, 2)))
     val, train = perm[:size].sort().values, perm[size:].sort().values
     return data.subset(train), data.subset(val)
+
+
+def training_subset(data: ImageSet, size: int, seed: int = 0) -> ImageSet:
+    """A fixed random subset of ``size`` examples (``size = 0``: all of ``data``), in the original order.
+
+    The subset depends on ``seed`` only (the data seed), never on the training seed, so every variant and
+    seed of a study trains on the same examples.
+    """
+    if size == 0:
+        return data
+    if not 0 < size <= len(data):
+        raise ValueError(f"training subset size must be in [1, {len(data)}], got {size}")
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(derive_seed(seed, 3)))
+    return data.subset(perm[:size].sort().values)
 
 
 def augment(x: torch.Tensor, seed: int, *, padding: int = 4, flip: bool = True) -> torch.Tensor:

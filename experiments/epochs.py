@@ -17,12 +17,13 @@ import torch
 
 from experiments import data as D
 from experiments.checkpoint import load_checkpoint
+from experiments.logs import EVALS_JSONL
 from experiments.runner import StopRequested, new_stats
 
-__all__ = ["end_epoch", "final_evaluation", "train_epoch"]
+__all__ = ["end_epoch", "final_evaluation", "progress_evaluation", "train_epoch"]
 
 # purposes mixed into derive_seed, so that no two streams share a seed
-_AUGMENT, _STEP, _EVAL, _FINAL = 5, 6, 7, 8
+_AUGMENT, _STEP, _EVAL, _FINAL, _PROGRESS = 5, 6, 7, 8, 9
 
 
 def _progress(trainer, initial: int):
@@ -30,7 +31,7 @@ def _progress(trainer, initial: int):
 
     cfg = trainer.config
     return tqdm(total=trainer.steps_per_epoch, initial=initial, unit="step", dynamic_ncols=True, leave=False,
-                desc=f"epoch {trainer.epoch + 1}/{cfg['epochs']}", file=sys.stderr,
+                desc=f"epoch {trainer.epoch + 1}/{trainer.epochs}", file=sys.stderr,
                 disable=not (cfg["progress"] and trainer.is_main))
 
 
@@ -40,11 +41,13 @@ def train_epoch(trainer) -> None:
     batch, chunk = cfg["batch_size"], cfg["batch_size"] // trainer.world
     rows = slice(trainer.rank * chunk, (trainer.rank + 1) * chunk)
     order = D.epoch_permutation(len(trainer.train_set), cfg["seed"], trainer.epoch)
-    total_steps = cfg["epochs"] * trainer.steps_per_epoch
+    total_steps = trainer.total_steps
     segment_steps, segment_start = 0, time.perf_counter()
     trainer.model.train()
     with _progress(trainer, trainer.step_in_epoch) as bar:
         for s in range(trainer.step_in_epoch, trainer.steps_per_epoch):
+            if trainer.global_step >= total_steps:  # --max-steps ends the run inside this epoch
+                break
             t0 = time.perf_counter()
             x, y = trainer.train_set.batch(D.batch_indices(order, s, batch))
             if trainer.augment:
@@ -80,6 +83,10 @@ def train_epoch(trainer) -> None:
             bar.update(1)
             bar.set_postfix(loss=f"{record.loss:.3f}", img_s=f"{rate * batch:.0f}",
                             run_eta=_hms((total_steps - trainer.global_step) / rate), refresh=False)
+            if cfg["eval_every"] and (trainer.global_step % cfg["eval_every"] == 0
+                                      or trainer.global_step == total_steps):
+                progress_evaluation(trainer)  # before any checkpoint of this step: a resume never skips it
+                trainer.model.train()
             saved = False
             if cfg["checkpoint_every"] and trainer.global_step % cfg["checkpoint_every"] == 0 \
                     and trainer.step_in_epoch < trainer.steps_per_epoch:
@@ -120,6 +127,24 @@ def _hms(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def progress_evaluation(trainer) -> None:
+    """``--eval-every``: evaluate the test split now and append a row to evals.jsonl.
+
+    Every row uses the same examples (the first ``--eval-examples``) and the same random starts, so the
+    curve against steps moves only with the model. ``train_time`` is the run's wall-clock time without any
+    evaluation (these and the per-epoch ones), the time axis of the paper's Figures 5 and 8.
+    """
+    cfg = trainer.config
+    t0 = time.perf_counter()
+    metrics = trainer.evaluate(trainer.model, trainer.test_set, D.derive_seed(cfg["seed"], _PROGRESS),
+                               cfg["eval_examples"])
+    trainer.eval_time += time.perf_counter() - t0
+    trainer.log.append_step({
+        "step": trainer.global_step, "epoch": trainer.epoch + trainer.step_in_epoch / trainer.steps_per_epoch,
+        "train_time": trainer.elapsed() - trainer.eval_time, "lr": trainer.optimizer.param_groups[0]["lr"],
+        **metrics}, EVALS_JSONL)
+
+
 def end_epoch(trainer) -> None:
     """Evaluate, append the epoch's metrics, update the best checkpoint, save the last one, write the logs."""
     cfg, stats = trainer.config, trainer.stats
@@ -134,6 +159,7 @@ def end_epoch(trainer) -> None:
             eval_seed = D.derive_seed(seed, _EVAL, trainer.epoch, k)
             results[name] = trainer.evaluate(trainer.model, split, eval_seed, limit)
     eval_time = time.perf_counter() - t0
+    trainer.eval_time += eval_time
     n = max(stats["steps"], 1)
     row = {"epoch": trainer.epoch + 1, "global_step": trainer.global_step, "lr": lr,
            "train_loss": stats["loss"] / n}
@@ -166,7 +192,7 @@ def end_epoch(trainer) -> None:
         trainer.save("best", state)
     trainer.save("last", state)
     trainer.log.write_metrics(trainer.history)
-    trainer.log.info(_epoch_line(row, cfg["epochs"]))
+    trainer.log.info(_epoch_line(row, trainer.epochs))
 
 
 def _epoch_line(row: dict, epochs: int) -> str:

@@ -2,8 +2,8 @@
 
 The per-epoch history also lives in the checkpoint, and ``metrics.jsonl`` / ``metrics.csv`` are rewritten
 from it (atomically) after every epoch: a run killed between writing its logs and its checkpoint, then
-resumed, never ends up with a duplicated or missing epoch. ``steps.jsonl`` is append-only and is cut back to
-the checkpoint's step on resume.
+resumed, never ends up with a duplicated or missing epoch. ``steps.jsonl`` and ``evals.jsonl`` are
+append-only and are cut back to the checkpoint's step on resume.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ import os
 import sys
 import time
 
-__all__ = ["METRICS_CSV", "METRICS_JSONL", "RunLog", "read_metrics", "write_atomic"]
+__all__ = ["EVALS_JSONL", "METRICS_CSV", "METRICS_JSONL", "RunLog", "read_evals", "read_metrics",
+           "write_atomic"]
 
 METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
 STEPS_JSONL = "steps.jsonl"
+EVALS_JSONL = "evals.jsonl"
 LOG_TXT = "log.txt"
 
 
@@ -79,15 +81,16 @@ class RunLog:
         writer.writerows(rows)
         write_atomic(self._path(METRICS_CSV), buffer.getvalue())
 
-    def append_step(self, record: dict) -> None:
+    def append_step(self, record: dict, name: str = STEPS_JSONL) -> None:
+        """Append one record (a dict with a ``step`` key) to ``steps.jsonl`` or another JSONL log."""
         if not self.enabled:
             return
-        with open(self._path(STEPS_JSONL), "a", encoding="utf-8") as f:
+        with open(self._path(name), "a", encoding="utf-8") as f:
             f.write(json.dumps({key: _json_value(value) for key, value in record.items()}) + "\n")
 
-    def truncate_steps(self, global_step: int) -> None:
-        """Keep only the step records with ``step <= global_step`` (used on resume)."""
-        path = self._path(STEPS_JSONL)
+    def truncate_steps(self, global_step: int, name: str = STEPS_JSONL) -> None:
+        """Keep only the records with ``step <= global_step`` of a JSONL log (used on resume)."""
+        path = self._path(name)
         if not self.enabled or not os.path.exists(path):
             return
         kept = []
@@ -117,5 +120,14 @@ def read_metrics(run_dir: str) -> list[dict]:
     if not os.path.exists(path):
         raise FileNotFoundError(f"no {METRICS_JSONL} in {run_dir!r}: is it a run directory of "
                                 f"experiments.train that finished at least one epoch?")
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def read_evals(run_dir: str) -> list[dict]:
+    """The ``--eval-every`` rows of a run (from evals.jsonl), by step; empty if the run wrote none."""
+    path = os.path.join(run_dir, EVALS_JSONL)
+    if not os.path.exists(path):
+        return []
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]

@@ -6,6 +6,7 @@ See :mod:`experiments.train` for the run-directory layout and the exact-resume a
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import sys
@@ -17,9 +18,9 @@ import torch.nn.functional as F
 
 from experiments import data as D
 from experiments.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from experiments.cli import RESUME_OVERRIDABLE, ConfigError
+from experiments.cli import ADDED_OPTIONS, RESUME_OVERRIDABLE, ConfigError
 from experiments.evaluate import evaluate
-from experiments.logs import RunLog
+from experiments.logs import EVALS_JSONL, RunLog
 from minmax.torch.descent import DescentStep
 
 __all__ = ["StopRequested", "Trainer", "build_model_from_config", "new_stats", "restore_model", "run_config"]
@@ -100,10 +101,19 @@ class Trainer:
             train, self.test_set = load()
         val_size = min(config["val_size"], len(train) // 10)
         self.train_set, self.val_set = D.split_validation(train, val_size, seed=config["data_seed"])
+        if config["train_size"] > len(self.train_set):
+            raise ConfigError(f"--train-size {config['train_size']} exceeds the {len(self.train_set)} "
+                              f"examples of the training split")
+        self.train_set = D.training_subset(self.train_set, config["train_size"], seed=config["data_seed"])
         self.steps_per_epoch = len(self.train_set) // config["batch_size"]
         if self.steps_per_epoch < 1:
             raise ConfigError(f"the training split has {len(self.train_set)} examples, fewer than one batch "
                               f"of {config['batch_size']}")
+        # the run's length: --epochs, or the epochs that --max-steps reaches into when it is shorter
+        self.epochs, self.total_steps = config["epochs"], config["epochs"] * self.steps_per_epoch
+        if 0 < config["max_steps"] < self.total_steps:
+            self.epochs = math.ceil(config["max_steps"] / self.steps_per_epoch)
+            self.total_steps = config["max_steps"]
         self.augment = config["augment"] == "crop-flip" or (config["augment"] == "auto"
                                                             and config["dataset"] == "cifar10")
 
@@ -113,7 +123,7 @@ class Trainer:
         distributed.broadcast_parameters(self.model)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=config["lr"],
                                          momentum=config["momentum"], weight_decay=config["weight_decay"])
-        milestones = sorted({max(1, round(f * config["epochs"])) for f in config["lr_milestones"]})
+        milestones = sorted({max(1, round(f * self.epochs)) for f in config["lr_milestones"]})
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones, config["lr_gamma"])
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config["amp"] == "fp16")
         self.debug_loss = _DebugLoss() if config["debug_nan_at_step"] else None
@@ -124,12 +134,13 @@ class Trainer:
             self.model, config["variant"], eps=config["eps"], step_size=config["step_size"],
             steps=config["steps"], norm=config["threat"], loss=self.debug_loss, normalize=config["normalize"],
             strategy=config["strategy"], amp_dtype=self.amp, scaler=self.scaler if self.scaler.is_enabled()
-            else None, distributed=self.world > 1, total_steps=config["epochs"] * self.steps_per_epoch)
+            else None, distributed=self.world > 1, total_steps=self.total_steps)
         from minmax.torch.attacks import PGD
 
         self.eval_attack = PGD(eps=config["eps"], alpha=config["eval_step_size"], steps=config["eval_steps"],
                                norm=config["threat"], restarts=config["eval_restarts"])
         self.epoch = self.step_in_epoch = self.global_step = 0
+        self.eval_time = 0.0  # seconds spent evaluating, excluded from the training time of evals.jsonl
         self.history, self.best, self.stats = [], {"val_robust_acc": -1.0, "epoch": None}, new_stats()
         if config["resume"]:
             self._resume()
@@ -173,13 +184,15 @@ class Trainer:
                          "numpy": np.__version__, "platform": platform.platform()},
             "derived": {"train_examples": len(self.train_set), "val_examples": len(self.val_set),
                         "test_examples": len(self.test_set), "steps_per_epoch": self.steps_per_epoch,
+                        "epochs": self.epochs, "total_steps": self.total_steps,
                         "input_shape": list(self.train_set.input_shape), "augment": self.augment,
                         "parameters": sum(p.numel() for p in self.model.parameters()),
                         "nets_module": nets.__name__}})
         self.log.info(f"run {self.run_dir}: {self.config['variant']} on {self.config['dataset']} "
                       f"({len(self.train_set)} train / {len(self.val_set)} val / {len(self.test_set)} test), "
                       f"{self.config['net']} {self.config['activation']} {self.config['norm']}, "
-                      f"{self.config['epochs']} epochs x {self.steps_per_epoch} steps, device {self.device}, "
+                      f"{self.epochs} epochs x {self.steps_per_epoch} steps ({self.total_steps} in all), "
+                      f"device {self.device}, "
                       f"{self.world} process(es)")
 
     def _resume(self) -> None:
@@ -191,6 +204,7 @@ class Trainer:
         state = load_checkpoint(path, map_location=self.device)
         self.load_state(state, path)
         self.log.truncate_steps(self.global_step)
+        self.log.truncate_steps(self.global_step, EVALS_JSONL)
         self.log.write_metrics(self.history)
         self.log.info(f"resumed {self.run_dir} at epoch {self.epoch + 1}, step {self.step_in_epoch} of "
                       f"{self.steps_per_epoch} (global step {self.global_step})")
@@ -199,7 +213,7 @@ class Trainer:
         """Restore everything from a checkpoint dict, checking that it belongs to this configuration."""
         if state.get("kind") != "minmax-train":
             raise CheckpointError(f"{path!r} is not a training checkpoint of experiments.train")
-        mine, theirs = run_config(self.config), state.get("config", {})
+        mine, theirs = run_config(self.config), {**ADDED_OPTIONS, **state.get("config", {})}
         diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         if diff:
             shown = ", ".join(f"{k}: checkpoint {theirs.get(k)!r} vs run {mine.get(k)!r}" for k in diff[:5])
@@ -219,7 +233,7 @@ class Trainer:
         self.epoch, self.step_in_epoch = progress["epoch"], progress["step_in_epoch"]
         self.global_step = progress["global_step"]
         self.history, self.best, self.stats = state["history"], state["best"], state["stats"]
-        self.elapsed_before = state["elapsed"]
+        self.elapsed_before, self.eval_time = state["elapsed"], state.get("eval_time", 0.0)
         rng = state["rng"]
         restore_rng(rng[self.rank] if len(rng) == self.world else rng[0], self.device)
         self.last_saved = (path, self.epoch, self.step_in_epoch, self.global_step)
@@ -244,6 +258,7 @@ class Trainer:
                 "progress": {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                              "global_step": self.global_step},
                 "history": self.history, "best": self.best, "stats": self.stats, "elapsed": self.elapsed(),
+                "eval_time": self.eval_time,
                 "world_size": self.world}
 
     def save(self, name: str, state: dict | None = None) -> float:
@@ -282,12 +297,15 @@ class Trainer:
 
     # -- training ----------------------------------------------------------------------------------------
     def run(self) -> None:
-        from experiments.epochs import end_epoch, final_evaluation, train_epoch
+        from experiments.epochs import end_epoch, final_evaluation, progress_evaluation, train_epoch
 
-        if self.epoch >= self.config["epochs"] and os.path.exists(os.path.join(self.run_dir, "summary.json")):
+        if self.epoch >= self.epochs and os.path.exists(os.path.join(self.run_dir, "summary.json")):
             self.log.info(f"{self.run_dir} is already complete ({self.epoch} epochs); nothing to do")
             return
-        while self.epoch < self.config["epochs"]:
+        if self.config["eval_every"] and self.global_step == 0:
+            self.log.truncate_steps(-1, EVALS_JSONL)  # a start killed during its first evaluation
+            progress_evaluation(self)
+        while self.epoch < self.epochs:
             train_epoch(self)
             end_epoch(self)
         final_evaluation(self)
@@ -321,6 +339,7 @@ def restore_model(path: str, *, device="cpu", data_root: str | None = None):
                                  generated_shape=config["generated_shape"], data_seed=config["data_seed"])
     val_size = min(config["val_size"], len(train) // 10)
     train, val = D.split_validation(train, val_size, seed=config["data_seed"])
+    train = D.training_subset(train, config.get("train_size", 0), seed=config["data_seed"])
     model = build_model_from_config(config, train.input_shape, train.num_classes, train.mean, train.std)
     try:
         model.load_state_dict(state["model"])
