@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from fractions import Fraction
 
-from experiments.data import DATASETS
+from experiments.common.data import DATASETS
+from experiments.common.options import parse_fraction
 
-__all__ = ["ADDED_OPTIONS", "PRESETS", "RESUME_OVERRIDABLE", "ConfigError", "build_parser", "parse_config",
-           "parse_fraction"]
+__all__ = ["ADDED_OPTIONS", "PRESETS", "RESUME_OVERRIDABLE", "ConfigError", "build_parser", "parse_config"]
 
 DESCRIPTION = """\
 Adversarial training with Danskin's Descent Direction (DDi) and the paper's baselines.
@@ -80,15 +79,6 @@ NORMS = ("batch", "group", "none")
 
 class ConfigError(ValueError):
     """The command line or saved configuration is inconsistent; the message says what to change."""
-
-
-def parse_fraction(text) -> float:
-    """``"8/255"`` or ``"0.03"`` → float."""
-    try:
-        return float(Fraction(str(text).strip()))
-    except (ValueError, ZeroDivisionError):
-        message = f"expected a number or a fraction like 8/255, got {text!r}"
-        raise argparse.ArgumentTypeError(message) from None
 
 
 def _shape(text) -> tuple[int, int, int]:

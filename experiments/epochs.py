@@ -15,9 +15,10 @@ import time
 
 import torch
 
-from experiments import data as D
-from experiments.checkpoint import load_checkpoint
-from experiments.logs import EVALS_JSONL
+from experiments.common import batches as B
+from experiments.common.checkpoints import load_checkpoint
+from experiments.common.logs import EVALS_JSONL
+from experiments.common.seeds import derive_seed
 from experiments.runner import StopRequested, new_stats
 
 __all__ = ["end_epoch", "final_evaluation", "progress_evaluation", "train_epoch"]
@@ -40,7 +41,7 @@ def train_epoch(trainer) -> None:
     cfg, stats = trainer.config, trainer.stats
     batch, chunk = cfg["batch_size"], cfg["batch_size"] // trainer.world
     rows = slice(trainer.rank * chunk, (trainer.rank + 1) * chunk)
-    order = D.epoch_permutation(len(trainer.train_set), cfg["seed"], trainer.epoch)
+    order = B.epoch_permutation(len(trainer.train_set), cfg["seed"], trainer.epoch)
     total_steps = trainer.total_steps
     segment_steps, segment_start = 0, time.perf_counter()
     trainer.model.train()
@@ -49,12 +50,12 @@ def train_epoch(trainer) -> None:
             if trainer.global_step >= total_steps:  # --max-steps ends the run inside this epoch
                 break
             t0 = time.perf_counter()
-            x, y = trainer.train_set.batch(D.batch_indices(order, s, batch))
+            x, y = trainer.train_set.batch(B.batch_indices(order, s, batch))
             if trainer.augment:
-                x = D.augment(x, D.derive_seed(cfg["seed"], _AUGMENT, trainer.epoch, s))
+                x = B.augment(x, derive_seed(cfg["seed"], _AUGMENT, trainer.epoch, s))
             x = x[rows].to(trainer.device, non_blocking=True)
             y = y[rows].to(trainer.device, non_blocking=True)
-            torch.manual_seed(D.derive_seed(cfg["seed"], _STEP, trainer.global_step))
+            torch.manual_seed(derive_seed(cfg["seed"], _STEP, trainer.global_step))
             if trainer.debug_loss is not None:
                 trainer.debug_loss.poison = trainer.global_step + 1 == cfg["debug_nan_at_step"]
             t1 = time.perf_counter()
@@ -136,7 +137,7 @@ def progress_evaluation(trainer) -> None:
     """
     cfg = trainer.config
     t0 = time.perf_counter()
-    metrics = trainer.evaluate(trainer.model, trainer.test_set, D.derive_seed(cfg["seed"], _PROGRESS),
+    metrics = trainer.evaluate(trainer.model, trainer.test_set, derive_seed(cfg["seed"], _PROGRESS),
                                cfg["eval_examples"])
     trainer.eval_time += time.perf_counter() - t0
     trainer.log.append_step({
@@ -156,7 +157,7 @@ def end_epoch(trainer) -> None:
     for k, (name, split) in enumerate((("train", trainer.train_set), ("val", trainer.val_set),
                                        ("test", trainer.test_set))):
         if len(split):
-            eval_seed = D.derive_seed(seed, _EVAL, trainer.epoch, k)
+            eval_seed = derive_seed(seed, _EVAL, trainer.epoch, k)
             results[name] = trainer.evaluate(trainer.model, split, eval_seed, limit)
     eval_time = time.perf_counter() - t0
     trainer.eval_time += eval_time
@@ -212,7 +213,7 @@ def final_evaluation(trainer) -> None:
     """Evaluate the last and best models on the test set (``--final-eval-examples``); write summary.json."""
     cfg = trainer.config
     limit = cfg["final_eval_examples"]
-    seed = D.derive_seed(cfg["seed"], _FINAL)  # one seed for both: the same weights give the same numbers
+    seed = derive_seed(cfg["seed"], _FINAL)  # one seed for both: the same weights give the same numbers
     summary = {"status": "complete", "epochs": trainer.epoch, "global_step": trainer.global_step,
                "best_epoch": trainer.best["epoch"], "best_val_robust_acc": trainer.best["val_robust_acc"]}
     summary["test_last"] = trainer.evaluate(trainer.model, trainer.test_set, seed, limit)

@@ -13,7 +13,8 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from experiments.data import ImageSet, derive_seed
+from experiments.common.data import ImageSet
+from experiments.common.seeds import derive_seed
 
 __all__ = ["evaluate"]
 

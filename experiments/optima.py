@@ -28,9 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from experiments.checkpoint import CheckpointError
-from experiments.cli import parse_fraction
-from experiments.data import DataError, derive_seed
+from experiments.common.checkpoints import CheckpointError
+from experiments.common.data import DataError
+from experiments.common.options import parse_fraction
+from experiments.common.seeds import OPTIMA, derive_seed
 from experiments.figures import pyplot, save
 
 __all__ = ["analyze", "main"]
@@ -55,7 +56,7 @@ def analyze(model, data, *, m: int = 10, eps: float = 8 / 255, step_size: float 
     model.eval()
     for b, start in enumerate(range(0, n, batch_size)):
         x, y = data.batch(range(start, min(start + batch_size, n)), device)
-        torch.manual_seed(derive_seed(seed, 9, b))
+        torch.manual_seed(derive_seed(seed, OPTIMA, b))
         result = attack.run(model, x, y)
         with torch.no_grad():
             logits = model(x)

@@ -25,8 +25,8 @@ import json
 import os
 import sys
 
+from experiments.common.logs import read_metrics
 from experiments.figures import pyplot, save
-from experiments.logs import read_metrics
 
 __all__ = ["load_runs", "main", "plot_runs"]
 

@@ -24,7 +24,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from experiments.logs import write_atomic
+from experiments.common.logs import write_atomic
 
 __all__ = ["FORMAT", "Partial", "checks_and_warnings", "eps_text", "file_sha256", "markdown", "percent",
            "summarize", "versions", "write_report"]

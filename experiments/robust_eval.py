@@ -88,7 +88,7 @@ pyautoattack, 130 interrupted (rerun the same command to continue).
 
 
 def _fraction(text):
-    from experiments.cli import parse_fraction
+    from experiments.common.options import parse_fraction
 
     return parse_fraction(text)
 
@@ -152,7 +152,7 @@ def _settings(args, attacks, input_shape) -> dict:
 
 
 def _evaluate_batch(model, x, y, settings: dict, seed: int, b: int, *, status=None) -> dict:
-    from experiments.data import derive_seed
+    from experiments.common.seeds import derive_seed
 
     record, messages = {}, []
     with torch.no_grad():
@@ -192,7 +192,7 @@ def run_attacks(model, data, settings: dict, *, n: int, batch_size: int, seed: i
     model : torch.nn.Module
         On the device the batches should go to (its first parameter's; CPU if it has none). Put in eval mode
         for the evaluation, its mode restored after.
-    data : experiments.data.ImageSet
+    data : experiments.common.data.ImageSet
         The split.
     settings : dict
         ``{"clean": {}, name: {...}}`` for names in :data:`ATTACKS`, as in the report's ``results``.
@@ -274,8 +274,8 @@ def _architecture(config: dict) -> str:
 
 def main(argv=None) -> int:
     """Run the command line; return the exit status (see ``--help``)."""
-    from experiments.checkpoint import CheckpointError, load_checkpoint
-    from experiments.data import DataError
+    from experiments.common.checkpoints import CheckpointError, load_checkpoint
+    from experiments.common.data import DataError
     from experiments.runner import restore_model
 
     parser = build_parser()

@@ -16,11 +16,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from experiments import data as D
-from experiments.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from experiments.cli import ADDED_OPTIONS, RESUME_OVERRIDABLE, ConfigError
+from experiments.common import data as D
+from experiments.common.checkpoints import (
+    CheckpointError,
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
+from experiments.common.logs import EVALS_JSONL, RunLog
 from experiments.evaluate import evaluate
-from experiments.logs import EVALS_JSONL, RunLog
 from minmax.torch.descent import DescentStep
 
 __all__ = ["StopRequested", "Trainer", "build_model_from_config", "new_stats", "restore_model", "run_config"]
@@ -320,7 +326,7 @@ def restore_model(path: str, *, device="cpu", data_root: str | None = None):
     """Rebuild a trained model and its data splits from a checkpoint of ``experiments.train``.
 
     Returns ``(model, config, splits)`` with ``model`` in eval mode on ``device`` and ``splits`` a dict of
-    :class:`experiments.data.ImageSet` with keys ``train``, ``val``, ``test`` (the run's own split).
+    :class:`experiments.common.data.ImageSet` with keys ``train``, ``val``, ``test`` (the run's own split).
     ``data_root`` overrides the dataset folder saved in the configuration (e.g. on another machine).
 
     Raises

@@ -1,13 +1,13 @@
 """``python -m experiments.train``: adversarial training with every variant of the paper, resumable exactly.
 
-Run ``python -m experiments.train --help`` for the options. One optimizer step is: the global batch
-(order from :func:`experiments.data.epoch_permutation`, augmentation seeded per batch), the global torch
+Run ``python -m experiments.train --help`` for the options. One optimizer step is: the global batch (order
+from :func:`experiments.common.batches.epoch_permutation`, augmentation seeded per batch), the global torch
 generator reseeded from ``(seed, step)``, ``DescentStep`` (attacks, m gradients, Danskin direction into
-``p.grad``), ``optimizer.step()``. Because every random choice is a function of the seed and the step
-counter, and the model, optimizer, scheduler, scaler, ``DescentStep`` state, RNG states and per-epoch
-accumulators are checkpointed atomically, a run killed at any moment and resumed with ``--resume`` takes
-exactly the steps of an uninterrupted run (bit for bit on CPU with ``--deterministic``; also seen bit for bit
-on an H200 with ``--deterministic``). SIGTERM (a cluster's preemption) checkpoints the finished step first.
+``p.grad``), ``optimizer.step()``. Because every random choice is a function of the seed and the step counter,
+and the model, optimizer, scheduler, scaler, ``DescentStep`` state, RNG states and per-epoch accumulators are
+checkpointed atomically, a run killed at any moment and resumed with ``--resume`` takes exactly the steps of
+an uninterrupted run (bit for bit on CPU with ``--deterministic``; also seen bit for bit on an H200 with
+``--deterministic``). SIGTERM (a cluster's preemption) checkpoints the finished step first.
 
 Run directory::
 
@@ -29,8 +29,8 @@ import sys
 import torch
 
 from experiments import cli
-from experiments.checkpoint import CheckpointError
-from experiments.data import DataError
+from experiments.common.checkpoints import CheckpointError
+from experiments.common.data import DataError
 from experiments.runner import StopRequested, Trainer
 
 __all__ = ["main"]

@@ -9,9 +9,10 @@ import pytest
 import torch
 from test_train_runs import TINY, _reevaluate  # tests/experiments is on sys.path (rootdir imports)
 
-from experiments import data as D
-from experiments.checkpoint import load_checkpoint
-from experiments.logs import read_evals, read_metrics
+from experiments.common import data as D
+from experiments.common.checkpoints import load_checkpoint
+from experiments.common.logs import read_evals, read_metrics
+from experiments.common.seeds import derive_seed
 from experiments.train import main
 
 BUDGET = [*TINY, "--train-size", "48", "--epochs", "10", "--max-steps", "5", "--eval-every", "2",
@@ -52,7 +53,7 @@ def test_max_steps_ends_the_run_and_eval_every_logs_reproducible_rows(tmp_path):
     # the last row is the last weights evaluated on the test split with the progress seed
     last = load_checkpoint(os.path.join(run, "checkpoints", "last.pt"))
     assert last["progress"]["global_step"] == 5
-    again = _reevaluate(run, last["model"], "test", D.derive_seed(0, 9))
+    again = _reevaluate(run, last["model"], "test", derive_seed(0, 9))
     assert again["robust_acc"] == evals[-1]["robust_acc"]
     assert again["clean_loss"] == pytest.approx(evals[-1]["clean_loss"], rel=1e-6)
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from experiments import robust_eval
-from experiments.checkpoint import load_checkpoint, save_checkpoint
+from experiments.common.checkpoints import load_checkpoint, save_checkpoint
 from experiments.evaluate import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -107,7 +107,7 @@ def _masking_settings(eps):
 
 
 def _imageset(n=96, seed=0):
-    from experiments.data import make_generated
+    from experiments.common.data import make_generated
 
     return make_generated(n, shape=(1, 6, 6), seed=seed)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from experiments import cli
-from experiments.checkpoint import load_checkpoint, save_checkpoint
+from experiments.common.checkpoints import load_checkpoint, save_checkpoint
 from experiments.train import main
 
 TINY = ["--generated-size", "96", "--generated-shape", "1x6x6", "--net", "mlp", "--hidden", "8",

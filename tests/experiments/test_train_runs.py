@@ -16,8 +16,9 @@ import time
 import pytest
 import torch
 
-from experiments import data as D
-from experiments.checkpoint import CheckpointError, load_checkpoint
+from experiments.common import data as D
+from experiments.common.checkpoints import CheckpointError, load_checkpoint
+from experiments.common.seeds import derive_seed
 from experiments.evaluate import evaluate
 from experiments.runner import build_model_from_config
 from experiments.train import main
@@ -87,14 +88,14 @@ def test_every_variant_trains_and_its_files_hold_what_they_claim(tmp_path, varia
     assert best["progress"]["epoch"] == best_epoch
     assert rows[best_epoch - 1]["val_robust_acc"] == max(r["val_robust_acc"] for r in rows)
     # the best checkpoint's weights reproduce the validation numbers logged for its epoch
-    again = _reevaluate(run, best["model"], "val", D.derive_seed(0, 7, best_epoch - 1, 1))
+    again = _reevaluate(run, best["model"], "val", derive_seed(0, 7, best_epoch - 1, 1))
     assert again["robust_acc"] == rows[best_epoch - 1]["val_robust_acc"]
     assert again["clean_loss"] == pytest.approx(rows[best_epoch - 1]["val_clean_loss"], rel=1e-6)
     # and the last checkpoint's weights reproduce the final test numbers of summary.json
     with open(os.path.join(run, "summary.json")) as f:
         summary = json.load(f)
     assert summary["status"] == "complete" and summary["best_epoch"] == best_epoch
-    final = _reevaluate(run, last["model"], "test", D.derive_seed(0, 8))
+    final = _reevaluate(run, last["model"], "test", derive_seed(0, 8))
     assert final["robust_acc"] == summary["test_last"]["robust_acc"]
     if best_epoch == 2:  # the same weights, evaluated with the same seed: the same numbers
         assert summary["test_best"] == summary["test_last"]

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.checkpoint import CheckpointError, capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from experiments.common.checkpoints import (
+    CheckpointError,
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
 
 
 def _state():

@@ -4,10 +4,9 @@ Every dataset is held in memory as a :class:`ImageSet`: ``uint8`` images ``(N, C
 labels. Pixels are scaled to [0, 1] per batch (the adversarial convention: ε is given in pixel units and
 normalization is the model's first layer), so the whole of CIFAR10 costs 150 MB and no data-loader workers.
 
-The order of examples, the validation split and the augmentation are functions of integer seeds only
-(:func:`derive_seed`), never of a hidden generator state: a resumed run finds the same batches from the
-epoch number and the position inside it, and every rank of a distributed run can compute its share of
-the same global batch (:func:`batch_indices`).
+The validation split and the training subset are functions of the data seed only
+(:mod:`experiments.common.seeds`); the order of the examples, the batches and their augmentation are in
+:mod:`experiments.common.batches`.
 """
 
 from __future__ import annotations
@@ -20,14 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from experiments.common.seeds import GENERATED, SUBSET, VALIDATION, derive_seed
+
 __all__ = [
     "DATASETS",
     "DataError",
     "ImageSet",
-    "augment",
-    "batch_indices",
-    "derive_seed",
-    "epoch_permutation",
     "load_cifar10",
     "load_dataset",
     "load_fashion_mnist",
@@ -88,55 +85,11 @@ class ImageSet:
         return x, self.labels[index].to(device)
 
 
-def derive_seed(*keys: int) -> int:
-    """A 63-bit seed from integers (e.g. ``(seed, epoch, purpose)``), well mixed by NumPy's SeedSequence.
-
-    Examples
-    --------
-    >>> derive_seed(0, 1) == derive_seed(0, 1), derive_seed(0, 1) == derive_seed(1, 0)
-    (True, False)
-    """
-    low, high = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, dtype=np.uint32).tolist()
-    return low | ((high & 0x7FFFFFFF) << 32)
-
-
-def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The order of the ``n`` training examples in ``epoch`` (a function of ``seed`` and ``epoch`` only)."""
-    generator = torch.Generator().manual_seed(derive_seed(seed, epoch, 1))
-    return torch.randperm(n, generator=generator)
-
-
-def batch_indices(order: torch.Tensor, step: int, batch_size: int, *, rank: int = 0, world_size: int = 1):
-    """Indices of this rank's share of global batch ``step`` (full batches only).
-
-    The global batch is ``order[step*B:(step+1)*B]``; rank ``r`` of ``w`` takes the ``r``-th of ``w`` equal
-    contiguous chunks, so the union over ranks is exactly the single-process batch and the mean of the
-    per-rank mean losses is the single-process mean loss. ``batch_size`` must be divisible by ``world_size``.
-
-    Raises
-    ------
-    ValueError
-        If ``batch_size`` is not divisible by ``world_size``.
-
-    Examples
-    --------
-    >>> import torch
-    >>> order = torch.arange(10, 20)
-    >>> batch_indices(order, 1, 4).tolist(), batch_indices(order, 1, 4, rank=1, world_size=2).tolist()
-    ([14, 15, 16, 17], [16, 17])
-    """
-    if batch_size % world_size:
-        raise ValueError(f"batch size {batch_size} is not divisible by the number of processes {world_size}")
-    chunk = batch_size // world_size
-    start = step * batch_size + rank * chunk
-    return order[start:start + chunk]
-
-
 def split_validation(data: ImageSet, size: int, seed: int = 0) -> tuple[ImageSet, ImageSet]:
     """Hold ``size`` examples out of ``data`` (a seeded random subset): return ``(train, validation)``."""
     if not 0 <= size < len(data):
         raise ValueError(f"validation size must be in [0, {len(data)}), got {size}")
-    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(derive_seed(seed, 2)))
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(derive_seed(seed, VALIDATION)))
     val, train = perm[:size].sort().values, perm[size:].sort().values
     return data.subset(train), data.subset(val)
 
@@ -151,25 +104,8 @@ def training_subset(data: ImageSet, size: int, seed: int = 0) -> ImageSet:
         return data
     if not 0 < size <= len(data):
         raise ValueError(f"training subset size must be in [1, {len(data)}], got {size}")
-    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(derive_seed(seed, 3)))
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(derive_seed(seed, SUBSET)))
     return data.subset(perm[:size].sort().values)
-
-
-def augment(x: torch.Tensor, seed: int, *, padding: int = 4, flip: bool = True) -> torch.Tensor:
-    """Random crop with zero padding and random horizontal flip (the standard CIFAR10 augmentation).
-
-    Randomness comes from ``seed`` alone (derived per batch by the caller), so it never touches the global
-    generator used by the attacks and is identical after a resume.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    n, _, h, w = x.shape
-    offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator).tolist()
-    flips = torch.rand(n, generator=generator) < 0.5
-    padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
-    out = torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets)])
-    if flip:
-        out = torch.where(flips.to(x.device).view(n, 1, 1, 1), out.flip(-1), out)
-    return out
 
 
 # --------------------------------------------------------------------------------------------------- CIFAR10
@@ -319,7 +255,7 @@ def make_generated(n: int, *, shape=(3, 32, 32), num_classes: int = 10, seed: in
     """
     if n < num_classes:
         raise ValueError(f"the generated dataset needs at least {num_classes} examples, got {n}")
-    generator = torch.Generator().manual_seed(derive_seed(seed, 3))
+    generator = torch.Generator().manual_seed(derive_seed(seed, GENERATED))
     c, h, w = shape
     coarse = torch.rand(num_classes, c, 4, 4, generator=generator) * 2 - 1
     patterns = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)

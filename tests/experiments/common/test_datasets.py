@@ -1,4 +1,4 @@
-"""Datasets: CIFAR10 in its on-disk format, Fashion-MNIST idx files, the generated set, splits and order."""
+"""Datasets: CIFAR10 on disk, Fashion-MNIST idx files, the generated set, the validation split."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from experiments import data as D
+from experiments.common import data as D
 
 
 def write_cifar(root, per_batch=4, test=5, seed=0):
@@ -149,30 +149,9 @@ def test_generated_is_deterministic_and_learnable():
     assert (pred == a.labels[100:]).float().mean() > 0.6
 
 
-def test_split_order_and_shards():
+def test_validation_split_partitions_the_data():
     data = D.make_generated(100, shape=(1, 4, 4))
     train, val = D.split_validation(data, 10, seed=0)
     assert len(train) == 90 and len(val) == 10
     both = torch.cat([train.images.flatten(1), val.images.flatten(1)])
     assert torch.unique(both, dim=0).shape[0] == torch.unique(data.images.flatten(1), dim=0).shape[0]
-    order = D.epoch_permutation(90, seed=1, epoch=2)
-    assert torch.equal(order, D.epoch_permutation(90, seed=1, epoch=2))
-    assert not torch.equal(order, D.epoch_permutation(90, seed=1, epoch=3))
-    assert sorted(order.tolist()) == list(range(90))
-    single = D.batch_indices(order, 3, 8)
-    union = torch.cat([D.batch_indices(order, 3, 8, rank=r, world_size=4) for r in range(4)])
-    assert torch.equal(single, union)
-    with pytest.raises(ValueError, match="divisible"):
-        D.batch_indices(order, 0, 10, rank=0, world_size=4)
-
-
-def test_augment_is_a_seeded_crop_and_flip():
-    x = torch.rand(6, 3, 8, 8)
-    a, b = D.augment(x, 5, padding=2), D.augment(x, 5, padding=2)
-    assert torch.equal(a, b) and a.shape == x.shape
-    assert not torch.equal(a, D.augment(x, 6, padding=2))
-    # every output is a shifted (and maybe mirrored) window of the zero-padded input
-    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
-    for i in range(6):
-        windows = [padded[i, :, dy:dy + 8, dx:dx + 8] for dy in range(5) for dx in range(5)]
-        assert any(torch.equal(a[i], w) or torch.equal(a[i], w.flip(-1)) for w in windows)
