@@ -87,7 +87,8 @@ def _line(cells, widths) -> str:
 
 def main(argv=None) -> int:
     """Run the three parts of the demo; return the training command's exit status."""
-    from experiments import synthetic, train
+    from experiments import synthetic
+    from experiments.train.command import main as train
 
     parser = argparse.ArgumentParser(prog="python -m experiments.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("results/demo"), help="output directory")
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
     if args.no_train:
         return 0
     print("\n== 3. Adversarial training with DDi on generated data (--preset quick)\n")
-    return train.main(["--preset", "quick", "--out", str(fresh_run_dir(args.out / "train")), "--no-progress"])
+    return train(["--preset", "quick", "--out", str(fresh_run_dir(args.out / "train")), "--no-progress"])
 
 
 def fresh_run_dir(path: Path) -> Path:

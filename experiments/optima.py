@@ -163,7 +163,7 @@ def main(argv=None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.m < 2:
         parser.error("--m must be >= 2 to have pairwise distances")
-    from experiments.runner import restore_model
+    from experiments.train.model import restore_model
 
     try:
         model, config, splits = restore_model(args.checkpoint, device=args.device, data_root=args.data_root)

@@ -276,7 +276,7 @@ def main(argv=None) -> int:
     """Run the command line; return the exit status (see ``--help``)."""
     from experiments.common.checkpoints import CheckpointError, load_checkpoint
     from experiments.common.data import DataError
-    from experiments.runner import restore_model
+    from experiments.train.model import restore_model
 
     parser = build_parser()
     args = parser.parse_args(argv)

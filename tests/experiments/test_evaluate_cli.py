@@ -38,7 +38,7 @@ def _run(argv):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from experiments.train import main as train
+    from experiments.train.command import main as train
 
     folder = str(tmp_path_factory.mktemp("evaluate") / "run")
     with contextlib.redirect_stderr(io.StringIO()):
@@ -83,7 +83,7 @@ def test_report_files_exist_parse_and_hold_the_numbers_printed(evaluated):
     assert set(report["checks"]) == {"more_steps_and_restarts", "large_eps", "black_box_vs_white_box"}
     assert report["unreliable"] == bool(report["warnings"])
     # the numbers are the model's: clean accuracy recounted independently, robust never above clean
-    from experiments.runner import restore_model
+    from experiments.train.model import restore_model
 
     model, _, splits = restore_model(checkpoint)
     x, y = splits["test"].batch(range(48))

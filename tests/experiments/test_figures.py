@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from experiments import classify2d, optima, plot
-from experiments.train import main as train_main
+from experiments.train.command import main as train_main
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -78,7 +78,7 @@ def test_optima_writes_histograms_and_a_consistent_summary(checkpoint, tmp_path,
 
 
 def test_optima_distances_match_a_direct_computation(checkpoint):
-    from experiments.runner import restore_model
+    from experiments.train.model import restore_model
 
     model, config, splits = restore_model(checkpoint)
     res = optima.analyze(model, splits["test"], m=3, eps=config["eps"], examples=6, seed=1)

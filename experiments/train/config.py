@@ -1,4 +1,4 @@
-"""The command line of ``python -m experiments.train``: options, presets, validation, resume rules.
+"""The configuration of a training run: the options of ``python -m experiments.train``, presets, resume rules.
 
 A run is described by one flat configuration dict (saved as ``config.json`` in the run directory and inside
 every checkpoint). Presets fill in the options the user did not give; options given explicitly always win.
@@ -15,7 +15,8 @@ import os
 from experiments.common.data import DATASETS
 from experiments.common.options import parse_fraction
 
-__all__ = ["ADDED_OPTIONS", "PRESETS", "RESUME_OVERRIDABLE", "ConfigError", "build_parser", "parse_config"]
+__all__ = ["ADDED_OPTIONS", "PRESETS", "RESUME_OVERRIDABLE", "SCHEDULES", "ConfigError", "build_parser",
+           "parse_config", "run_config"]
 
 DESCRIPTION = """\
 Adversarial training with Danskin's Descent Direction (DDi) and the paper's baselines.
@@ -65,12 +66,15 @@ PRESETS = {
 
 #: Options added after runs were first saved, with the value that reproduces those runs (a resume of an
 #: older run directory or checkpoint takes these).
-ADDED_OPTIONS = {"train_size": 0, "max_steps": 0, "eval_every": 0}
+ADDED_OPTIONS = {"train_size": 0, "max_steps": 0, "eval_every": 0, "schedule": "step"}
 
 #: Options that may differ from the saved configuration when resuming (they do not change the numbers,
 #: except ``device``, which a user may need to change and is warned about).
 RESUME_OVERRIDABLE = {"resume", "device", "progress", "checkpoint_every", "threads", "log_steps",
                       "debug_step_delay", "debug_nan_at_step"}
+
+#: Learning-rate schedules (:func:`experiments.train.optim.build_schedule`); "step" is the paper's.
+SCHEDULES = ("step", "cosine")
 
 NETS = ("resnet18", "preact-resnet18", "cnn", "mlp")
 ACTIVATIONS = ("relu", "celu", "elu", "softplus")
@@ -79,6 +83,11 @@ NORMS = ("batch", "group", "none")
 
 class ConfigError(ValueError):
     """The command line or saved configuration is inconsistent; the message says what to change."""
+
+
+def run_config(config: dict) -> dict:
+    """The part of a configuration that determines the numbers (what a resume may not change), JSON-normal."""
+    return json.loads(json.dumps({k: v for k, v in config.items() if k not in RESUME_OVERRIDABLE | {"out"}}))
 
 
 def _shape(text) -> tuple[int, int, int]:
@@ -168,9 +177,12 @@ def build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add(g, "--lr", type=float, default=0.1, help="SGD learning rate")
     add(g, "--momentum", type=float, default=0.0, help="SGD momentum")
     add(g, "--weight-decay", type=float, default=5e-4, help="SGD weight decay")
+    add(g, "--schedule", choices=SCHEDULES, default="step",
+        help="learning-rate schedule: step (x --lr-gamma after the --lr-milestones epochs, the paper's) or "
+             "cosine (annealed from --lr to 0 over the run's optimizer steps)")
     add(g, "--lr-milestones", type=str, default="0.5,0.75", metavar="F1,F2",
-        help="fractions of the epochs after which the learning rate is multiplied by --lr-gamma")
-    add(g, "--lr-gamma", type=float, default=0.1, help="learning-rate decay factor")
+        help="step schedule: fractions of the epochs after which the learning rate is scaled by --lr-gamma")
+    add(g, "--lr-gamma", type=float, default=0.1, help="step schedule: the learning-rate decay factor")
     add(g, "--eps", type=parse_fraction, default="8/255", help="l-inf (or l2) radius ε in pixel units")
     add(g, "--step-size", type=parse_fraction, default="2/255", help="PGD step size")
     add(g, "--steps", type=int, default=7, help="PGD steps K of the training attack")

@@ -19,9 +19,9 @@ import torch
 from experiments.common import data as D
 from experiments.common.checkpoints import CheckpointError, load_checkpoint
 from experiments.common.seeds import derive_seed
-from experiments.evaluate import evaluate
-from experiments.runner import build_model_from_config
-from experiments.train import main
+from experiments.train.command import main
+from experiments.train.evaluation import evaluate
+from experiments.train.model import build_model_from_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = ["--generated-size", "96", "--generated-shape", "1x6x6", "--net", "mlp", "--hidden", "8",

@@ -13,7 +13,7 @@ from experiments.common import data as D
 from experiments.common.checkpoints import load_checkpoint
 from experiments.common.logs import read_evals, read_metrics
 from experiments.common.seeds import derive_seed
-from experiments.train import main
+from experiments.train.command import main
 
 BUDGET = [*TINY, "--train-size", "48", "--epochs", "10", "--max-steps", "5", "--eval-every", "2",
           "--variant", "ddi-2"]

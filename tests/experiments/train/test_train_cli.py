@@ -8,9 +8,9 @@ import os
 import pytest
 import torch
 
-from experiments import cli
 from experiments.common.checkpoints import load_checkpoint, save_checkpoint
-from experiments.train import main
+from experiments.train import config as cli
+from experiments.train.command import main
 
 TINY = ["--generated-size", "96", "--generated-shape", "1x6x6", "--net", "mlp", "--hidden", "8",
         "--norm", "none", "--batch-size", "16", "--epochs", "1", "--variant", "ddi-2", "--steps", "2",

@@ -1,23 +1,6 @@
-"""``python -m experiments.train``: adversarial training with every variant of the paper, resumable exactly.
+"""The command ``python -m experiments.train``: parse, set up, train, and exit with a status that says why.
 
-Run ``python -m experiments.train --help`` for the options. One optimizer step is: the global batch (order
-from :func:`experiments.common.batches.epoch_permutation`, augmentation seeded per batch), the global torch
-generator reseeded from ``(seed, step)``, ``DescentStep`` (attacks, m gradients, Danskin direction into
-``p.grad``), ``optimizer.step()``. Because every random choice is a function of the seed and the step counter,
-and the model, optimizer, scheduler, scaler, ``DescentStep`` state, RNG states and per-epoch accumulators are
-checkpointed atomically, a run killed at any moment and resumed with ``--resume`` takes exactly the steps of
-an uninterrupted run (bit for bit on CPU with ``--deterministic``; also seen bit for bit on an H200 with
-``--deterministic``). SIGTERM (a cluster's preemption) checkpoints the finished step first.
-
-Run directory::
-
-    RUN_DIR/config.json              the full configuration, command line, versions
-    RUN_DIR/metrics.jsonl, .csv      one row per epoch (train/val/test clean and robust, lr, times, DDi)
-    RUN_DIR/steps.jsonl              one row per step (--log-steps)
-    RUN_DIR/log.txt                  human-readable log
-    RUN_DIR/summary.json             final test evaluation of the best and last models
-    RUN_DIR/checkpoints/last.pt      the latest state (every --checkpoint-every steps and each epoch end)
-    RUN_DIR/checkpoints/best.pt      the state at the epoch of best validation robust accuracy
+See :mod:`experiments.train` for what a step is, the run directory and the exact-resume argument.
 """
 
 from __future__ import annotations
@@ -28,10 +11,10 @@ import sys
 
 import torch
 
-from experiments import cli
 from experiments.common.checkpoints import CheckpointError
 from experiments.common.data import DataError
-from experiments.runner import StopRequested, Trainer
+from experiments.train.config import ConfigError, parse_config
+from experiments.train.trainer import StopRequested, Trainer
 
 __all__ = ["main"]
 
@@ -61,7 +44,7 @@ def main(argv=None) -> int:
     from minmax.torch import distributed
     from minmax.torch.descent import NonFiniteLossError
 
-    config = cli.parse_config(argv)
+    config = parse_config(argv)
     _configure(config)
     info = distributed.setup()
     trainer = None
@@ -69,7 +52,7 @@ def main(argv=None) -> int:
         trainer = Trainer(config, info)
 
         def request_stop(signum, frame):
-            trainer.stop_requested = True  # acted on after the step in progress, see epochs.train_epoch
+            trainer.stop_requested = True  # acted on after the step in progress, see Trainer.train_epoch
 
         previous = signal.signal(signal.SIGTERM, request_stop)
         try:
@@ -77,7 +60,7 @@ def main(argv=None) -> int:
         finally:
             signal.signal(signal.SIGTERM, previous)
         return EXIT_OK
-    except (DataError, CheckpointError, cli.ConfigError) as exc:
+    except (DataError, CheckpointError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except NonFiniteLossError as exc:
@@ -101,6 +84,3 @@ def main(argv=None) -> int:
     finally:
         distributed.cleanup()
 
-
-if __name__ == "__main__":
-    sys.exit(main())
