@@ -10,7 +10,9 @@ momentum, and ``--schedule cosine`` anneals the learning rate instead:
 
 with :math:`t` the optimizer steps taken and :math:`T` the run's total steps (``--epochs`` times the steps
 per epoch, or ``--max-steps``). The step schedule moves at the end of an epoch, the cosine one after every
-optimizer step; both are checkpointed with the run, so a resumed run continues the same learning rates.
+optimizer step; both are checkpointed with the run, so a resumed run continues the same learning rates. The
+``lr`` of an epoch's metrics row is the learning rate reached at the epoch's end (before the step schedule's
+decay there): for the step schedule the one the epoch trained with, for cosine the next step's.
 """
 
 from __future__ import annotations
