@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,7 +24,8 @@ from experiments.train.command import main
 from experiments.train.evaluation import evaluate
 from experiments.train.model import build_model_from_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# the repository root (the checkout whose experiments the subprocesses must run, not an installed copy)
+ROOT = str(next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists()))
 TINY = ["--generated-size", "96", "--generated-shape", "1x6x6", "--net", "mlp", "--hidden", "8",
         "--norm", "none", "--batch-size", "16", "--steps", "2", "--eval-steps", "2", "--eval-examples", "16",
         "--no-progress"]

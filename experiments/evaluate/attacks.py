@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from experiments.blackbox import RandomSearch, margin
+from experiments.evaluate.blackbox import RandomSearch, margin
 
 __all__ = ["AUTOATTACK_EXTRA", "AutoAttackUnavailable", "autoattack_robust", "cw_margin_loss",
            "large_eps", "load_autoattack", "pgd_robust", "random_search_robust"]
@@ -136,7 +136,7 @@ def large_eps(norm: str, input_shape) -> float:
 
 
 def random_search_robust(model, x, y, standing, *, eps: float, norm: str, queries: int, seed: int):
-    """Robustness flags under the black-box :class:`experiments.blackbox.RandomSearch` attack."""
+    """Robustness flags under the black-box :class:`experiments.evaluate.blackbox.RandomSearch` attack."""
     robust = standing.clone()
     index = standing.nonzero().squeeze(1)
     if index.numel():

@@ -13,15 +13,17 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from experiments import robust_eval
 from experiments.common.checkpoints import load_checkpoint, save_checkpoint
-from experiments.evaluate import main
+from experiments.evaluate import suite
+from experiments.evaluate.command import main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# the repository root (the checkout whose experiments the subprocesses must run, not an installed copy)
+ROOT = str(next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").exists()))
 TRAIN = ["--generated-size", "600", "--generated-shape", "1x6x6", "--net", "mlp", "--hidden", "32", "--norm",
          "none", "--batch-size", "32", "--steps", "2", "--eval-steps", "2", "--eval-examples", "50",
          "--no-progress", "--epochs", "6", "--variant", "pgd", "--lr", "0.2", "--checkpoint-every", "0"]
@@ -127,7 +129,7 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped_with_the_same_number
                                                                                    monkeypatch):
     checkpoint, _ = evaluated
     out = str(tmp_path / "resumed.json")
-    real, calls = robust_eval._evaluate_batch, []
+    real, calls = suite.evaluate_batch, []
 
     def interrupted(*args, **kwargs):
         if len(calls) == 1:
@@ -135,7 +137,7 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped_with_the_same_number
         calls.append(args[-1])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(robust_eval, "_evaluate_batch", interrupted)
+    monkeypatch.setattr(suite, "evaluate_batch", interrupted)
     code, _, err = _run([checkpoint, *FAST, "--out", out])
     assert code == 130 and "rerun the same command" in err and os.path.exists(out + ".partial")
 
@@ -143,7 +145,7 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped_with_the_same_number
         calls.append(args[-1])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(robust_eval, "_evaluate_batch", counted)
+    monkeypatch.setattr(suite, "evaluate_batch", counted)
     code, _, err = _run([checkpoint, *FAST, "--out", out])
     assert code == 0 and "resuming: 1 batches" in err
     assert calls == [0, 1, 2]  # batch 0 before the interruption; 1 and 2 after it

@@ -137,7 +137,7 @@ def summarize(partial: Partial, settings: dict) -> tuple[dict, dict]:
 
 
 def checks_and_warnings(results: dict, flags: dict, messages: list[str]) -> tuple[dict, list[str]]:
-    """The gradient-masking checks (see the Notes of :mod:`experiments.robust_eval`) and their warnings."""
+    """The gradient-masking checks (see the Notes of :mod:`experiments.evaluate`) and their warnings."""
     n = len(flags["clean"])
     allowed = max(1.0, TOLERANCE * n)
     checks, warnings = {}, []
@@ -269,3 +269,27 @@ def write_report(path: str, report: dict) -> str:
     write_atomic(path, json.dumps(report, indent=2) + "\n")
     write_atomic(os.path.splitext(path)[0] + ".md", text)
     return text
+
+
+def training_info(state: dict, config: dict, path: str) -> dict:
+    """The report's ``training`` entry: the run's variant, length, best epoch and its own PGD numbers."""
+    history = state.get("history") or []
+    last = history[-1] if history else {}
+    return {"variant": config.get("variant"), "epochs": config.get("epochs"),
+            "epochs_completed": state.get("progress", {}).get("epoch"),
+            "checkpoint": os.path.splitext(os.path.basename(path))[0],
+            "best_epoch": (state.get("best") or {}).get("epoch"), "seed": config.get("seed"),
+            "train_eps": config.get("eps"), "train_threat": config.get("threat"),
+            "train_steps": config.get("steps"),
+            "training_eval": {k: last.get(k) for k in ("epoch", "test_clean_acc", "test_robust_acc",
+                                                      "val_robust_acc") if k in last},
+            "training_eval_attack": f"PGD-{config.get('eval_steps')} x {config.get('eval_restarts')}"}
+
+
+def architecture(config: dict) -> str:
+    """RobustBench's ``architecture`` field, e.g. ``"resnet18 (celu, group norm)"``."""
+    net = config.get("net", "?")
+    if net == "mlp":
+        net += " " + "-".join(str(h) for h in config.get("hidden", ()))
+    norm = "no" if config.get("norm") == "none" else config.get("norm")
+    return f"{net} ({config.get('activation')}, {norm} norm)"

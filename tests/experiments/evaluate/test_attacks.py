@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from experiments import report as R
-from experiments import robustness as A
-from experiments.blackbox import RandomSearch, margin
+from experiments.evaluate import attacks as A
+from experiments.evaluate import report as R
+from experiments.evaluate.blackbox import RandomSearch, margin
 
 
-@pytest.mark.parametrize("module", ["experiments.blackbox", "experiments.robustness", "experiments.report"])
+@pytest.mark.parametrize("module", ["experiments.evaluate.blackbox", "experiments.evaluate.attacks",
+                                    "experiments.evaluate.report"])
 def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted > 0
@@ -126,7 +127,7 @@ def _trained_mlp(data):
 
 
 def test_masking_checks_pass_on_a_plain_model_and_flag_a_masked_one():
-    from experiments.robust_eval import run_attacks
+    from experiments.evaluate.suite import run_attacks
 
     data = _imageset()
     model = _trained_mlp(data)
