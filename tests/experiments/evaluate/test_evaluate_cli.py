@@ -214,7 +214,8 @@ def test_bad_command_lines_exit_with_a_message(run, argv, capsys):
 
 
 def test_final_comparison_plot_has_one_point_per_run_and_checkpoint(run, evaluated, tmp_path, capsys):
-    from experiments import compare, plot
+    from experiments.figures import curves as plot
+    from experiments.figures import final as compare
 
     code, _, err = _run([os.path.join(run, "checkpoints", "last.pt"), *FAST])
     assert code == 0, err

@@ -1,5 +1,5 @@
-"""experiments.synthetic: the script runs into a directory and writes Figure 1's PNGs and the CSV histories;
-the counterexample numbers are the paper's."""
+"""experiments.figures.synthetic: the script runs into a directory and writes Figure 1's PNGs and the CSV
+histories; the counterexample numbers are the paper's."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import csv
 import numpy as np
 import pytest
 
-from experiments import synthetic
+from experiments.figures import synthetic
 
 
 def test_main_writes_figures_and_histories(tmp_path, capsys):

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-from experiments.figures import pyplot, save
+from experiments.figures.drawing import pyplot, save
 
 __all__ = ["find_reports", "load_points", "main_final", "plot_final"]
 

@@ -10,7 +10,8 @@ import os
 import numpy as np
 import pytest
 
-from experiments import classify2d, optima, plot
+from experiments.figures import classify2d, optima
+from experiments.figures import curves as plot
 from experiments.train.command import main as train_main
 
 PNG = b"\x89PNG\r\n\x1a\n"
