@@ -18,10 +18,12 @@ import time
 
 import torch
 
+from minmax.torch.variants import variant_names
+
 from ._common import format_table
 
-VARIANT_NAMES = ("pgd", "pgd-max-10", "pgd-min-10", "pgd-70", "pgd-70-1/t", "fast", "fast-max-10", "ddi-10",
-                 "fast-ddi-10", "ddi-comb-10", "ddi-decay-10")
+#: One name per example of every row of the variant table (minmax.torch.variants.FAMILIES), m = 10, K' = 70.
+VARIANT_NAMES = variant_names(m=10, steps=70)
 
 
 def _model():

@@ -217,6 +217,48 @@ def _preprocess_docstring(app, what, name, obj, options, lines):
     _complete_citations(what, name, obj, lines)
 
 
+# -- the variant table -------------------------------------------------------------------------------
+# ``.. minmax-variants::`` renders the table of the paper's training variants from
+# minmax.torch.variants.FAMILIES, the table the training step, the command line and the benchmarks read:
+# a variant added there appears here with no edit of the pages (tests/torch/test_variants.py checks it).
+from docutils import nodes  # noqa: E402
+from docutils.parsers.rst import Directive  # noqa: E402
+from docutils.statemachine import StringList  # noqa: E402
+
+_RST_SPECIAL = re.compile(r"([\\*`|])")
+
+
+def variant_table_rst() -> list[str]:
+    """The reST lines of the variant table: one row per family of ``FAMILIES``."""
+    from minmax.torch.variants import FAMILIES
+
+    def text(s):
+        return _RST_SPECIAL.sub(r"\\\1", s)
+
+    lines = [".. list-table::", "   :header-rows: 1", "   :widths: 16 40 24 20", "",
+             "   * - name", "     - inner maximization", "     - update",
+             "     - attack · restarts · sets · rule · schedule"]
+    for f in FAMILIES.values():
+        fields = " · ".join([f.attack, "m" if f.restarts is None else str(f.restarts), f.sets, f.rule,
+                             f.schedule])
+        lines += ["   * - " + ", ".join(f"``{form}``" for form in f.forms), f"     - {text(f.inner)}",
+                  f"     - {text(f.update)}", f"     - ``{fields}``"]
+    return lines
+
+
+class VariantTable(Directive):
+    """``.. minmax-variants::``: the table of :data:`minmax.torch.variants.FAMILIES`."""
+
+    has_content = False
+
+    def run(self):
+        node = nodes.container()
+        self.state.nested_parse(StringList(variant_table_rst(), source="minmax.torch.variants.FAMILIES"),
+                                self.content_offset, node)
+        return node.children
+
+
 def setup(app):
     # Before numpydoc's own handler (priority 500) turns the sections into reST.
     app.connect("autodoc-process-docstring", _preprocess_docstring, priority=100)
+    app.add_directive("minmax-variants", VariantTable)

@@ -14,6 +14,7 @@ import os
 
 from experiments.common.data import DATASETS
 from experiments.common.options import parse_fraction
+from minmax.torch.variants import parse_variant, variant_help
 
 __all__ = ["ADDED_OPTIONS", "PRESETS", "RESUME_OVERRIDABLE", "SCHEDULES", "ConfigError", "build_parser",
            "parse_config", "run_config"]
@@ -32,15 +33,8 @@ Several GPUs (one process per GPU, the batch is split across them):
 """
 
 EPILOG = """\
-variants (--variant), as named in the paper:
-  pgd              one PGD-K attack, gradient at it (Madry et al.)
-  pgd-max-M        M restarts, per-sample worst; pgd-min-M: the lowest-norm of the M batch gradients
-  pgd-K'           one PGD with K' steps (e.g. pgd-70); pgd-K'-1/t: 1/t step decay after the usual K+1 steps
-  fast, fast-max-M FGSM with random start (FAST, step 10/255), optionally M restarts
-  ddi-M            Danskin's descent direction over M attacks (the paper's Algorithm 1; ddi-10 in the paper)
-  fast-ddi-M       the same with FGSM attacks
-  ddi-comb-K       two attacks per sample, K batches from random bit-vectors (Appendix B.4.1)
-  ddi-decay-M0     m decays linearly from M0 to 1 over training (Appendix B.4)
+variants (--variant), as named in the paper (the table minmax.torch.variants.FAMILIES):
+""" + "\n".join("  " + line for line in variant_help().splitlines()) + """
 
 the run directory holds config.json, metrics.jsonl / metrics.csv (one row per epoch), steps.jsonl
 (--log-steps), evals.jsonl (--eval-every), log.txt, summary.json and checkpoints/{last,best}.pt. Exit
@@ -215,8 +209,6 @@ def build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:
 
 
 def _validate(config: dict) -> None:
-    from minmax.torch.descent import parse_variant
-
     try:
         parse_variant(config["variant"])
     except ValueError as exc:

@@ -7,21 +7,28 @@ This is the only part of :mod:`minmax` that imports torch. The core (:mod:`minma
 from __future__ import annotations
 
 from minmax.torch import distributed
+from minmax.torch.adapter import AttackAdapter
 from minmax.torch.attacks import FGSM, PGD, AttackResult, worst_case
-from minmax.torch.descent import (
-    VARIANTS,
-    DescentStep,
-    NonFiniteLossError,
-    StepRecord,
-    VariantSpec,
-    parse_variant,
+from minmax.torch.backward import RULES, NonFiniteLossError, StepRecord, danskin_backward, write_direction
+from minmax.torch.descent import DescentStep
+from minmax.torch.gradients import (
+    STRATEGIES,
+    SetGradients,
+    commit_buffers,
+    loss_gradients,
+    set_gradients,
 )
-from minmax.torch.gradients import STRATEGIES, SetGradients, commit_buffers, set_gradients
+from minmax.torch.variants import FAMILIES, VARIANTS, Family, VariantSpec, parse_variant, variant_names
 
 __all__ = [
     # attacks: the inner maximization (PGD l∞/l2 with batched restarts, FGSM/FAST)
     "FGSM", "PGD", "AttackResult", "worst_case",
-    # the training step, its m gradients, and multi-process support
-    "VARIANTS", "STRATEGIES", "DescentStep", "NonFiniteLossError", "SetGradients", "StepRecord",
-    "VariantSpec", "commit_buffers", "distributed", "parse_variant", "set_gradients",
+    # an attack that returns x_adv (torchattacks' convention) as one that returns the perturbations δ
+    "AttackAdapter",
+    # the composable Danskin step: m losses or m gradients -> the direction in p.grad
+    "RULES", "NonFiniteLossError", "StepRecord", "danskin_backward", "write_direction",
+    # the paper's variants as data, and the training step that composes attack + gradients + rule
+    "FAMILIES", "VARIANTS", "DescentStep", "Family", "VariantSpec", "parse_variant", "variant_names",
+    # the m gradients, and multi-process support
+    "STRATEGIES", "SetGradients", "commit_buffers", "distributed", "loss_gradients", "set_gradients",
 ]

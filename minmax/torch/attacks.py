@@ -11,7 +11,11 @@ step builds the matrix of gradients :math:`M = [g_1, \dots, g_m]` from them.
 
 Conventions (those of torchattacks, AutoAttack and RobustBench): inputs in [0, 1], normalization inside the
 model, ε in pixel units, the model in eval mode during the attack (then restored), uniform random start,
-restarts scored per sample. Attacks differentiate with respect to the input only
+restarts scored per sample. One convention differs from torchattacks': an attack returns the
+**perturbations** δ, not the adversarial examples — ``PGD(...)(model, x, y)`` is δ of shape ``(m, B, ...)``
+(``x + δ[i]`` is restart i's adversarial batch), where a torchattacks attack ``atk(x, y)`` returns
+:math:`x_{adv} = x + \delta`. :class:`minmax.torch.adapter.AttackAdapter` wraps an attack of that
+convention for minmax. Attacks differentiate with respect to the input only
 (:func:`torch.autograd.grad`), so they never touch ``p.grad`` of any parameter, and they work when called
 under :func:`torch.no_grad`. Random numbers come from the global torch RNG of ``x``'s device, so saving and
 restoring RNG states replays an attack exactly.
@@ -169,6 +173,10 @@ class PGD:
     loss is the loss at the returned iterate, not at a neighbour. A sample keeps the earliest iterate of
     highest loss among :math:`\delta^0, \dots, \delta^K`.
 
+    **Return value.** ``attack(model, x, y)`` returns the perturbations δ (shape ``(m, B, ...)``), not
+    the adversarial examples :math:`x + \delta` that a torchattacks attack returns; :meth:`run` returns
+    them with their per-sample losses.
+
     Examples
     --------
     >>> import torch
@@ -234,7 +242,11 @@ class PGD:
 
     def __call__(self, model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, *,
                  start: torch.Tensor | None = None) -> torch.Tensor:
-        """The perturbations, shape ``(restarts, B, *x.shape[1:])``; see :meth:`run`."""
+        """The perturbations δ, shape ``(restarts, B, *x.shape[1:])`` — not the adversarial examples.
+
+        ``x + δ[i]`` is restart i's adversarial batch (torchattacks' ``atk(x, y)`` returns that sum; to
+        use such an attack here, wrap it in :class:`minmax.torch.adapter.AttackAdapter`). See :meth:`run`.
+        """
         return self.run(model, x, y, start=start).deltas
 
     def draw_start(self, shape, *, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:

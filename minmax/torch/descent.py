@@ -11,20 +11,17 @@ weight decay and learning-rate scheduler apply it unchanged::
         record = step(x, y)
         optimizer.step()
 
-Variants (``parse_variant`` names; K = ``steps``, the attack's usual number of steps)
+The variants (``parse_variant`` names) are rows of the table :data:`minmax.torch.variants.FAMILIES`:
+which attack, how many restarts, which perturbation sets the gradients are taken at, which rule turns them
+into the update, and the schedule of m. A step is the composition
 
-==================  ====================================================  ====================================
-name                sets the gradients are taken at                       update written to ``p.grad``
-==================  ====================================================  ====================================
-pgd                 1 PGD-K attack                                        its gradient g
-pgd-max-m           m PGD-K restarts, per-sample worst → 1 batch          its gradient g
-pgd-min-m           m PGD-K restarts → m batches                          the g_i of lowest norm
-pgd-K', pgd-K'-1/t  one PGD-K' (1/t step decay after step K + 1)          its gradient g
-fast, fast-max-m    FGSM random start, step 1.25 ε (10/255 at ε = 8/255)  as pgd / pgd-max
-ddi-m, fast-ddi-m   m restarts → m batches                                Mα*/‖Mα*‖ (Danskin, Theorem 2)
-ddi-comb-k          2 attacks; k batches from random bit-vectors          Mα*/‖Mα*‖ over the k batches
-ddi-decay-m0        m_t restarts, m_t linear from m0 to 1 (total_steps)   Mα*/‖Mα*‖
-==================  ====================================================  ====================================
+    attack (:mod:`minmax.torch.attacks`) → the perturbation sets → their m gradients
+    (:func:`minmax.torch.gradients.set_gradients`) → :func:`minmax.torch.backward.write_direction`
+
+with the variant's choices; :func:`minmax.torch.backward.danskin_backward` is the same step for losses a
+caller built with their own attack.
+
+.. minmax-variants::
 
 ``p.grad`` holds the negated direction: the optimizer's ``θ ← θ - lr·p.grad`` moves along
 :math:`\gamma^* = -M\alpha^*/\|M\alpha^*\|`.
@@ -45,172 +42,28 @@ BatchNorm, mixed precision, distributed: see :class:`DescentStep`.
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import replace
 
-import numpy as np
 import torch
 
-from minmax.danskin import steepest_descent
-from minmax.gram import gram
-from minmax.minnorm.optimality import fw_gap
 from minmax.torch import distributed as _dist
 from minmax.torch import gradients as _grads
 from minmax.torch._checks import positive_float, positive_int
 from minmax.torch.attacks import FGSM, PGD, AttackResult, worst_case
+from minmax.torch.backward import NonFiniteLossError, StepRecord, write_direction
+from minmax.torch.variants import VARIANTS, VariantSpec, parse_variant
 
+# StepRecord, NonFiniteLossError (minmax.torch.backward) and the variant table's names
+# (minmax.torch.variants) stay importable from here, where they used to live.
 __all__ = ["VARIANTS", "DescentStep", "NonFiniteLossError", "StepRecord", "VariantSpec", "parse_variant"]
 
-VARIANTS = ("pgd", "pgd-max", "pgd-min", "pgd-long", "fast", "fast-max", "ddi", "fast-ddi", "ddi-comb",
-            "ddi-decay")
-DANSKIN = ("ddi", "fast-ddi", "ddi-comb", "ddi-decay")
 
-_FORMS = (
-    ("pgd", r"pgd"), ("fast", r"fast"), ("pgd-max", r"pgd-max-(\d+)"), ("pgd-min", r"pgd-min-(\d+)"),
-    ("pgd-long", r"pgd-(\d+)(-1/t)?"), ("fast-max", r"fast-max-(\d+)"), ("ddi", r"ddi-(\d+)"),
-    ("fast-ddi", r"fast-ddi-(\d+)"), ("ddi-comb", r"ddi-comb-(\d+)"), ("ddi-decay", r"ddi-decay-(\d+)"),
-)
-_ACCEPTED = ("pgd, pgd-max-M, pgd-min-M, pgd-K, pgd-K-1/t, fast, fast-max-M, ddi-M, fast-ddi-M, ddi-comb-K, "
-             "ddi-decay-M (M, K integers >= 1, e.g. ddi-10, pgd-70-1/t)")
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss (or, without a gradient scaler, a gradient) at a perturbation set is NaN or infinite."""
-
-
-@dataclass(frozen=True)
-class VariantSpec:
-    """A parsed variant name (made by :func:`parse_variant`; a hand-made one is checked the same way).
-
-    Attributes
-    ----------
-    name : str
-        The name as given, e.g. ``"ddi-10"``.
-    family : str
-        One of :data:`VARIANTS`.
-    m : int
-        Restarts (pgd-max, pgd-min, fast-max, ddi, fast-ddi), batches k (ddi-comb) or m0 (ddi-decay); 1 for
-        pgd, fast and pgd-long.
-    steps : int or None
-        K' for pgd-long, else None (the step's ``steps``).
-    decay : bool
-        pgd-K'-1/t: 1/t step decay after step K + 1.
-
-    Raises
-    ------
-    TypeError, ValueError
-        An unknown family, a count below 1, m > 1 for a one-attack family, ``steps`` given other than for
-        pgd-long (or missing there), or ``decay`` other than for pgd-long.
-    """
-
-    name: str
-    family: str
-    m: int = 1
-    steps: int | None = None
-    decay: bool = False
-
-    def __post_init__(self):
-        if not isinstance(self.name, str):
-            raise TypeError(f"VariantSpec.name must be a string, got {type(self.name).__name__}")
-        if self.family not in VARIANTS:
-            raise ValueError(f"VariantSpec.family must be one of {VARIANTS}, got {self.family!r}")
-        positive_int(self.m, "VariantSpec.m")
-        if self.family in ("pgd", "fast", "pgd-long") and self.m != 1:
-            raise ValueError(f"VariantSpec: {self.family} takes one attack (m = 1), got m = {self.m}")
-        if (self.steps is None) == (self.family == "pgd-long"):
-            raise ValueError(f"VariantSpec: steps (K') is required for pgd-long and only there, got "
-                             f"family {self.family!r} with steps={self.steps!r}")
-        if self.steps is not None:
-            positive_int(self.steps, "VariantSpec.steps")
-        if not isinstance(self.decay, bool) or (self.decay and self.family != "pgd-long"):
-            raise ValueError(f"VariantSpec.decay must be a bool, True only for pgd-long, got {self.decay!r}")
-
-    @property
-    def danskin(self) -> bool:
-        """Whether the update is the Danskin direction."""
-        return self.family in DANSKIN
-
-
-def parse_variant(spec: str) -> VariantSpec:
-    """Parse a variant name of the paper (``"pgd-max-10"``, ``"ddi-10"``, ``"pgd-70-1/t"``, ...).
-
-    Raises
-    ------
-    TypeError
-        If ``spec`` is not a string.
-    ValueError
-        On an unknown or ill-formed name, or a count below 1, listing the accepted forms.
-
-    Examples
-    --------
-    >>> parse_variant("ddi-10")
-    VariantSpec(name='ddi-10', family='ddi', m=10, steps=None, decay=False)
-    >>> parse_variant("pgd-70-1/t").steps, parse_variant("pgd-70-1/t").decay
-    (70, True)
-    """
-    if not isinstance(spec, str):
-        raise TypeError(f"variant must be a string, got {type(spec).__name__}")
-    s = spec.strip().lower()
-    for family, pattern in _FORMS:
-        match = re.fullmatch(pattern, s)
-        if match is None:
-            continue
-        count = int(match.group(1)) if match.groups() else 1
-        if count < 1:
-            raise ValueError(f"variant {spec!r}: the count must be >= 1; accepted forms: {_ACCEPTED}")
-        if family == "pgd-long":
-            return VariantSpec(s, family, 1, count, match.group(2) is not None)
-        return VariantSpec(s, family, count)
-    raise ValueError(f"unknown variant {spec!r}; accepted forms: {_ACCEPTED}")
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    r"""What one :class:`DescentStep` call did.
-
-    Attributes
-    ----------
-    loss : float
-        :math:`\max_i L_i`, the finite-set robust loss the update descends (the single batch loss for
-        single-set variants).
-    losses : tuple of float
-        The batch losses :math:`L_i` at the m gradient sets.
-    weights : numpy.ndarray
-        α (float64, on the simplex): α* for Danskin variants, one-hot for the others.
-    gap : float
-        Frank-Wolfe duality gap of α for :math:`\min_{\alpha\in\Delta}\alpha^\top G\alpha`
-        (0 for m = 1).
-    slope : float
-        :math:`\max_i \langle \gamma, g_i\rangle` for the unit applied direction γ: ``-norm`` for DDi
-        (Theorem 2), possibly positive for pgd-min (a gradient that does not descend on all sets).
-    negative_inner_products : int
-        Pairs i < j with :math:`G_{ij} < 0`.
-    m : int
-        Number of gradient sets (1 for pgd, pgd-max, fast, fast-max, pgd-long).
-    times : dict of str to float
-        Seconds spent in ``attack``, ``gradients``, ``gram``, ``qp`` (QP and Mα), ``combine`` (writing
-        ``p.grad``) and ``total``.
-    norm : float
-        :math:`\|M\alpha\|`, the norm of the combination before normalization.
-    skipped : bool
-        A gradient-scaler overflow: ``p.grad`` holds NaN so ``scaler.step`` skips the update.
-    strategy : str
-        The gradient strategy that ran ("loop" or "func").
-    """
-
-    loss: float
-    losses: tuple
-    weights: np.ndarray
-    gap: float
-    slope: float
-    negative_inner_products: int
-    m: int
-    times: dict = field(default_factory=dict)
-    norm: float = float("nan")
-    skipped: bool = False
-    strategy: str = ""
+def _sync(device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def _unwrap(model):
@@ -260,6 +113,8 @@ class DescentStep:
         Replaces the variant's attack: ``attack.run(model, x, y) -> AttackResult`` with the restarts the
         variant needs (m, or 2 for ddi-comb). Under ``distributed`` an attack with a ``draw_start`` method
         (as :class:`~minmax.torch.attacks.PGD`) is called as ``run(model, x, y, start=...)``, see Notes.
+        An attack that returns adversarial examples (torchattacks' ``atk(x, y) -> x_adv``) fits through
+        :class:`~minmax.torch.adapter.AttackAdapter`.
 
     Notes
     -----
@@ -342,9 +197,9 @@ class DescentStep:
             raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
         if amp_dtype not in (None, torch.bfloat16, torch.float16):
             raise ValueError(f"amp_dtype must be None, torch.bfloat16 or torch.float16, got {amp_dtype!r}")
-        if self.spec.family == "ddi-decay":
+        if self.spec.row.schedule == "linear-decay":
             if total_steps is None:
-                raise ValueError("ddi-decay needs total_steps (an integer >= 1), got None")
+                raise ValueError(f"{self.spec.family} needs total_steps (an integer >= 1), got None")
             total_steps = positive_int(total_steps, "total_steps")
         if loss is not None and not callable(loss):
             raise TypeError(f"loss must be a callable (logits, y) -> scalar, got {type(loss).__name__}")
@@ -373,28 +228,27 @@ class DescentStep:
         self.t = int(state["t"])
 
     def current_m(self) -> int:
-        """Restarts this step: m, or for ddi-decay m0 + (1 - m0)·t/total_steps rounded, 1 after the end."""
-        if self.spec.family != "ddi-decay":
+        """The count m this step: the name's m, or under the linear-decay schedule (ddi-decay)
+        m0 + (1 - m0)·t/total_steps rounded, 1 after the end."""
+        if self.spec.row.schedule != "linear-decay":
             return self.spec.m
         frac = min(self.t / self.total_steps, 1.0)
         return max(1, int(round(self.spec.m + (1 - self.spec.m) * frac)))
+
+    def restarts(self) -> int:
+        """The restarts the variant's attack runs this step (its row's fixed number, or m)."""
+        return self.spec.row.restarts or self.current_m()
 
     # -- the step ---------------------------------------------------------------------------------------
     def _make_attack(self, restarts: int):
         if self.attack is not None:
             return self.attack
-        fam = self.spec.family
-        if fam.startswith("fast"):
+        if self.spec.row.attack == "fgsm":
             return FGSM(eps=self.eps, alpha=1.25 * self.eps, restarts=restarts, norm=self.norm)
         steps = self.spec.steps or self.steps
         decay = self.steps + 1 if self.spec.decay else None
         return PGD(eps=self.eps, alpha=self.step_size, steps=steps, norm=self.norm, restarts=restarts,
                    decay_after=decay)
-
-    def _sync(self, device):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter()
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> StepRecord:
         return self.step(x, y)
@@ -414,102 +268,63 @@ class DescentStep:
         if x.ndim < 2 or y.ndim < 1 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
             raise ValueError(f"x (B, ...) and y (B, ...) must share a batch size B >= 1, got shapes "
                              f"{tuple(x.shape)} and {tuple(y.shape)}")
-        fam, dev = self.spec.family, x.device
-        amp = (torch.autocast(device_type=dev.type, dtype=self.amp_dtype) if self.amp_dtype is not None
-               else contextlib.nullcontext())
-        t0 = self._sync(dev)
-        restarts = 2 if fam == "ddi-comb" else (1 if fam in ("pgd", "fast", "pgd-long") else self.current_m())
+        row, dev = self.spec.row, x.device
+        t0 = _sync(dev)
+        restarts = self.restarts()
         sizes = _dist.batch_sizes(x.shape[0], dev) if self.distributed else None  # once per step
+        result = self._attack(x, y, restarts, sizes)
+        sets = self._sets(x.detach(), result, sizes).clamp(0, 1)  # x + δ in [0, 1] up to rounding
+        t1 = _sync(dev)
+
+        scale = None
+        if self.scaler is not None and self.scaler.is_enabled():
+            scale = float(self.scaler.scale(torch.ones((), device=dev)))  # also creates the scale lazily
+        sg = self._gradients(sets, y.to(dev), scale)
+        blocks, losses, buffers, used = sg.blocks, sg.losses, sg.buffers, sg.used
+        if self.distributed:  # here rather than in write_direction: the buffers are averaged alike
+            blocks, losses, buffers = _dist.average_sets(blocks, losses, buffers, x.shape[0], sizes)
+            used = _dist.any_rank(used, dev)
+        t2 = _sync(dev)
+        try:
+            rec = write_direction(blocks, self.params, rule=row.rule, losses=losses, used=used,
+                                  normalize=self.normalize, scaler=self.scaler, method=self.qp_method)
+        except NonFiniteLossError as exc:
+            raise NonFiniteLossError(f"{self.spec.name} (step {self.t}): {exc}") from None
+        if not rec.skipped:
+            _grads.commit_buffers(self.model, buffers, rec.weights)
+        self.t += 1
+        t3 = _sync(dev)
+        times = {"attack": t1 - t0, "gradients": t2 - t1, "total": t3 - t0} if rec.skipped else {
+            "attack": t1 - t0, "gradients": t2 - t1, "gram": rec.times["gram"], "qp": rec.times["qp"],
+            "combine": t3 - t2 - rec.times["gram"] - rec.times["qp"], "total": t3 - t0}
+        return replace(rec, times=times, strategy=sg.strategy)
+
+    def _attack(self, x, y, restarts: int, sizes) -> AttackResult:
         attack = self._make_attack(restarts)
+        amp = (torch.autocast(device_type=x.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
+               else contextlib.nullcontext())
         with amp:
             if sizes is not None and hasattr(attack, "draw_start"):
                 # the union batch's start, drawn as one process draws it; this rank keeps its rows
                 union = (restarts, sum(sizes), *x.shape[1:])
-                start = attack.draw_start(union, device=dev, dtype=x.dtype)[:, _dist.local_rows(sizes)]
+                start = attack.draw_start(union, device=x.device, dtype=x.dtype)[:, _dist.local_rows(sizes)]
                 result = attack.run(self.model, x, y, start=start)
             else:
                 result = attack.run(self.model, x, y)
         if not isinstance(result, AttackResult) or result.deltas.shape[0] != restarts:
             raise ValueError(f"{self.spec.name} needs an attack with {restarts} restarts")
-        x = x.detach()
-        if fam in ("pgd-max", "fast-max"):
-            sets = (x + worst_case(result)).unsqueeze(0)
-        elif fam == "ddi-comb":
-            bits = self._bits(self.spec.m, x.shape[0], dev, sizes)
-            pick = bits.view(*bits.shape, *([1] * (x.ndim - 1))).bool()
-            sets = x + torch.where(pick, result.deltas[1].unsqueeze(0), result.deltas[0].unsqueeze(0))
-        else:
-            sets = x + result.deltas
-        sets = sets.clamp(0, 1)  # x + δ is in [0, 1] up to the rounding of the addition
-        t1 = self._sync(dev)
+        return result
 
-        scale = None
-        if self.scaler is not None and self.scaler.is_enabled():
-            # scaler.scale() also creates the scale tensor lazily, as scaler.step() requires.
-            scale = float(self.scaler.scale(torch.ones((), device=dev)))
-        sg = self._gradients(sets, y.to(dev), scale)
-        blocks, losses, buffers, used = sg.blocks, sg.losses, sg.buffers, sg.used
-        if self.distributed:
-            blocks, losses, buffers = _dist.average_sets(blocks, losses, buffers, x.shape[0], sizes)
-            used = _dist.any_rank(used, dev)
-        losses_np = losses.double().cpu().numpy()
-        if not np.all(np.isfinite(losses_np)):
-            bad = [i for i, v in enumerate(losses_np) if not np.isfinite(v)]
-            raise NonFiniteLossError(
-                f"{self.spec.name}: the loss is {losses_np[bad[0]]} at perturbation set(s) {bad} of "
-                f"{len(losses_np)} (step {self.t}); lower the learning rate, check the data, or use a "
-                f"GradScaler with float16 autocast")
-        finite = bool(torch.stack([torch.isfinite(b).all() for b in blocks]).all()) if self.distributed \
-            else sg.finite
-        t2 = self._sync(dev)
-        if not finite:
-            if scale is None:
-                raise NonFiniteLossError(f"{self.spec.name}: finite losses but a NaN or infinite gradient "
-                                         f"(step {self.t})")
-            for p, u in zip(self.params, used, strict=True):
-                p.grad = torch.full_like(p, float("nan")) if u else None
-            self.t += 1
-            nan = float("nan")
-            return StepRecord(float(losses_np.max()), tuple(losses_np.tolist()), np.full(len(losses_np), nan),
-                              nan, nan, 0, len(losses_np), {"total": self._sync(dev) - t0}, nan, True,
-                              sg.strategy)
-        G_t = gram(blocks)
-        G = G_t.cpu().numpy()
-        t3 = self._sync(dev)
-        m = G.shape[0]
-        if self.spec.danskin:
-            res = steepest_descent(blocks, gram=G, method=self.qp_method)
-            alpha, comb, nrm, gap = res.weights, res.combination, res.norm, res.qp.gap
-            slope = res.slope
-            factor = (1.0 / nrm if nrm > 0 and not res.stationary else 0.0) if self.normalize else 1.0
-        else:
-            k = int(np.argmin(np.diag(G))) if fam == "pgd-min" else 0
-            alpha = np.zeros(m)
-            alpha[k] = 1.0
-            comb = [b[k] for b in blocks]
-            nrm = float(np.sqrt(G[k, k]))
-            gap = fw_gap(alpha, G @ alpha)[1]
-            slope = float(-np.min(G[:, k]) / nrm) if nrm > 0 else 0.0
-            factor = 1.0
-        t4 = self._sync(dev)
-        if scale is not None:
-            factor *= scale
-        with torch.no_grad():
-            for p, c, u in zip(self.params, comb, used, strict=True):
-                if not u:
-                    p.grad = None  # as backward() leaves a parameter the loss does not reach
-                    continue
-                if p.grad is None:
-                    p.grad = torch.empty_like(p)
-                p.grad.copy_(c * factor if factor != 1.0 else c)
-        _grads.commit_buffers(self.model, buffers, alpha)
-        self.t += 1
-        t5 = self._sync(dev)
-        times = {"attack": t1 - t0, "gradients": t2 - t1, "gram": t3 - t2, "qp": t4 - t3, "combine": t5 - t4,
-                 "total": t5 - t0}
-        neg = int(np.sum(np.triu(G, 1) < 0))
-        return StepRecord(float(losses_np.max()), tuple(losses_np.tolist()), alpha, float(gap), float(slope),
-                          neg, m, times, float(nrm), False, sg.strategy)
+    def _sets(self, x, result: AttackResult, sizes) -> torch.Tensor:
+        """The perturbed batches ``(m, B, ...)`` the gradients are taken at (the row's ``sets``)."""
+        kind = self.spec.row.sets
+        if kind == "worst":
+            return (x + worst_case(result)).unsqueeze(0)
+        if kind == "comb":
+            bits = self._bits(self.spec.m, x.shape[0], x.device, sizes)
+            pick = bits.view(*bits.shape, *([1] * (x.ndim - 1))).bool()
+            return x + torch.where(pick, result.deltas[1].unsqueeze(0), result.deltas[0].unsqueeze(0))
+        return x + result.deltas
 
     def _gradients(self, sets, y, scale):
         strategy = self._fallback or _grads.resolve_strategy(self.strategy, sets.device)

@@ -50,8 +50,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["STRATEGIES", "SetGradients", "commit_buffers", "resolve_strategy", "set_gradients",
-           "trainable_parameters"]
+__all__ = ["STRATEGIES", "SetGradients", "commit_buffers", "loss_gradients", "resolve_strategy",
+           "set_gradients", "trainable_parameters"]
 
 STRATEGIES = ("auto", "loop", "func")
 
@@ -224,10 +224,7 @@ def _loop(model, named, xs, ys, per_set, loss_fn, amp_dtype, scale):
         with _autocast(xs.device, amp_dtype):
             loss = loss_fn(model(xs[i]), ys[i] if per_set else ys)
         gs = torch.autograd.grad(loss * scale if scale != 1.0 else loss, params, allow_unused=True)
-        for k, (g, p) in enumerate(zip(gs, params, strict=True)):
-            # A parameter the loss does not use has gradient zero, never a stale value.
-            grads[k].append(torch.zeros_like(p) if g is None else g.detach())
-            used[k] = used[k] or g is not None
+        _collect(gs, params, grads, used)
         losses.append(_detached(loss))
         with torch.no_grad():
             for k, b in buffers.items():
@@ -236,6 +233,61 @@ def _loop(model, named, xs, ys, per_set, loss_fn, amp_dtype, scale):
     blocks = [torch.stack(g) for g in grads]
     bufs = _changed({k: torch.stack(v) for k, v in seen.items()}, before) if buffers else None
     return blocks, torch.stack(losses), bufs, used
+
+
+def _collect(gs, params, grads, used) -> bool:
+    """Append one set's gradients ``gs`` to the per-parameter lists; a parameter the loss does not reach
+    (``None``) gets zeros, never a stale value. Returns whether the loss reached any parameter."""
+    for k, (g, p) in enumerate(zip(gs, params, strict=True)):
+        grads[k].append(torch.zeros_like(p) if g is None else g.detach())
+        used[k] = used[k] or g is not None
+    return any(g is not None for g in gs)
+
+
+def loss_gradients(losses: torch.Tensor, params, *, loss_scale: float | None = None,
+                   retain_graph: bool = False) -> tuple[list, tuple, tuple]:
+    r"""The m gradients :math:`g_i = \nabla_\theta L_i` of a loss vector's entries, one block per parameter.
+
+    The lower layer of :func:`minmax.torch.backward.danskin_backward`, for losses the caller has already
+    built (any attack, any loss, one batched forward pass or m of them): m calls of
+    :func:`torch.autograd.grad` on the same graph, so nothing is written to ``p.grad``.
+
+    Parameters
+    ----------
+    losses : torch.Tensor of shape (m,)
+        Attached to the autograd graph of ``params``; checked by the caller.
+    params : sequence of torch.Tensor
+        Tensors that require grad.
+    loss_scale : float, optional
+        Differentiate :math:`S L_i` and divide the gradients by S (a GradScaler's scale), as in
+        :func:`set_gradients`.
+    retain_graph : bool
+        Keep the graph after the last gradient (as ``backward(retain_graph=True)``); it is always kept
+        between the m gradients.
+
+    Returns
+    -------
+    blocks : list of torch.Tensor
+        One block ``(m, *p.shape)`` per parameter (zeros where a loss does not reach it), unscaled.
+    used : tuple of bool
+        Per parameter, whether some loss reaches it.
+    reached : tuple of bool
+        Per loss, whether it reaches some parameter.
+    """
+    scale = 1.0 if loss_scale is None else float(loss_scale)
+    params = list(params)
+    grads = [[] for _ in params]
+    used = [False] * len(params)
+    reached = []
+    m = losses.shape[0]
+    for i in range(m):
+        loss = losses[i] * scale if scale != 1.0 else losses[i]
+        gs = torch.autograd.grad(loss, params, allow_unused=True, retain_graph=retain_graph or i < m - 1)
+        reached.append(_collect(gs, params, grads, used))
+    blocks = [torch.stack(g) for g in grads]
+    if scale != 1.0:
+        blocks = [b / scale for b in blocks]
+    return blocks, tuple(used), tuple(reached)
 
 
 def _reached(loss: torch.Tensor, params) -> list[bool]:

@@ -13,6 +13,7 @@ from torch import nn
 
 from minmax.torch import distributed
 from minmax.torch.attacks import AttackResult
+from minmax.torch.backward import danskin_backward
 from minmax.torch.descent import DescentStep
 
 SIZES = (5, 3)  # uneven local batches: the average must weight ranks by batch size
@@ -22,7 +23,8 @@ CUSTOM = "ddi-3/custom"  # an attack without draw_start: called as run(model, x,
 # DescentStep(DistributedDataParallel(net)) with the default distributed=None: unwrapped, the library's path
 WRAPPED = ("pgd/ddp", "ddi-3/ddp")
 UNUSED = "ddi-3/unused"  # a parameter the loss never reaches keeps grad None on every rank
-RUNS = (*VARIANTS, CUSTOM, *WRAPPED, UNUSED)
+BACKWARD = "ddi-3/backward"  # danskin_backward(distributed=True) on losses of the caller's own loop
+RUNS = (*VARIANTS, CUSTOM, *WRAPPED, UNUSED, BACKWARD)
 STEPS = 3
 
 
@@ -69,7 +71,17 @@ def _train(variant, *, rank=None):
         model, kwargs["distributed"] = nn.parallel.DistributedDataParallel(net), None
     else:
         model, kwargs["distributed"] = net, rank is not None
-    step = DescentStep(model, name, steps=2, **kwargs)
+    if kind == "backward":
+        attack = SampleWiseAttack(3)
+
+        def step(x, y):  # the caller's own loop: attack, m mean losses, then the Danskin step
+            deltas = attack.run(net, x, y).deltas
+            losses = torch.stack([F.cross_entropy(net(x + d), y) for d in deltas])
+            # batch_size weights the uneven ranks exactly (equal weights fail the comparison)
+            return danskin_backward(losses, net.parameters(), distributed=rank is not None,
+                                    batch_size=x.shape[0])
+    else:
+        step = DescentStep(model, name, steps=2, **kwargs)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, weight_decay=5e-4)
     rows = slice(None) if rank is None else slice(sum(SIZES[:rank]), sum(SIZES[:rank + 1]))
     losses = []
