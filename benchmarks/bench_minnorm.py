@@ -15,7 +15,7 @@ still runs partly in the caches they left (cvxpy's milliseconds hardly change).
 
 * **relative gap** ``= gap / max(f, floor)``: ``gap = 2(αᵀGα - min_i (Gα)_i)`` is the certificate's
   bound on ``f(α) - f*``, ``f = αᵀGα`` and ``floor`` the certificate's rounding floor of the gap
-  (:func:`minmax.minnorm.certificate.gap_tolerance` with ``rtol = 0``, ~ ``4 m u (αᵀ|G|α + max |G|α)``).
+  (:func:`minmax.minnorm.optimality.gap_tolerance` with ``rtol = 0``, ~ ``4 m u (αᵀ|G|α + max |G|α)``).
   For ``f`` above the floor it is ``gap / f``, the relative accuracy of the value. ``~0`` marks an
   optimum of 0 (the origin in the hull): ``f`` and the gap are both below the floor, zero to working
   precision. Certified (``O``) means ``gap <= max(1e-12 f, floor)``, so a certified relative gap can
@@ -37,7 +37,7 @@ import numpy as np
 
 from minmax import min_norm_point
 from minmax.minnorm import DEFAULT_TOL, METHODS, Status, check_min_norm
-from minmax.minnorm.certificate import gap_tolerance
+from minmax.minnorm.optimality import gap_tolerance
 from minmax.simplex import project_simplex
 from tests.minnorm.cases import FAMILIES, family_case
 

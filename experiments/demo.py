@@ -4,8 +4,8 @@
    default method of :func:`minmax.min_norm_point` on a few instances, with the recomputed certificate: the
    value :math:`\\|M\\alpha\\|^2`, the duality gap (an upper bound on the distance to the optimal value), the
    tolerance it was certified against, the status and the time.
-2. The paper's synthetic problems (:mod:`experiments.synthetic`): Figure 1 (DDi against the single-adversary
-   method) and the one-sided derivatives of counterexamples 1 and 2.
+2. The paper's synthetic problems (:mod:`experiments.figures.synthetic`): Figure 1 (DDi against the
+   single-adversary method) and the one-sided derivatives of counterexamples 1 and 2.
 3. Adversarial training (:mod:`experiments.train`) with DDi on the generated dataset (``--preset quick``).
 
 Everything is written under ``--out`` (default ``results/demo``).
@@ -87,7 +87,8 @@ def _line(cells, widths) -> str:
 
 def main(argv=None) -> int:
     """Run the three parts of the demo; return the training command's exit status."""
-    from experiments import synthetic, train
+    from experiments.figures import synthetic
+    from experiments.train.command import main as train
 
     parser = argparse.ArgumentParser(prog="python -m experiments.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("results/demo"), help="output directory")
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
     if args.no_train:
         return 0
     print("\n== 3. Adversarial training with DDi on generated data (--preset quick)\n")
-    return train.main(["--preset", "quick", "--out", str(fresh_run_dir(args.out / "train")), "--no-progress"])
+    return train(["--preset", "quick", "--out", str(fresh_run_dir(args.out / "train")), "--no-progress"])
 
 
 def fresh_run_dir(path: Path) -> Path:

@@ -31,14 +31,14 @@ _EXPORTS = {
     "combine": "minmax.gram",
     # Danskin's theorem
     "directional_derivative": "minmax.danskin",
-    "one_sided_derivative": "minmax.danskin",
-    "two_sided_derivative": "minmax.danskin",
+    "one_sided_derivative": "minmax.numerical",
+    "two_sided_derivative": "minmax.numerical",
     "steepest_descent": "minmax.danskin",
     "SteepestDescentResult": "minmax.danskin",
-    "certify_descent": "minmax.certificate",
-    "DescentCertificate": "minmax.certificate",
-    "estimate_lipschitz": "minmax.certificate",
-    "covering_radius": "minmax.certificate",
+    "certify_descent": "minmax.descent_certificate",
+    "DescentCertificate": "minmax.descent_certificate",
+    "estimate_lipschitz": "minmax.descent_certificate",
+    "covering_radius": "minmax.descent_certificate",
 }
 
 __all__ = sorted(_EXPORTS)

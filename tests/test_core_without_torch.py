@@ -21,7 +21,8 @@ SCRIPT = textwrap.dedent(
     sys.meta_path.insert(0, Block())
     import numpy as np
     import minmax
-    import minmax.certificate, minmax.maxfunc, minmax.problems, minmax.sets, minmax.simplex
+    import minmax.descent_certificate, minmax.maxfunc, minmax.numerical, minmax.problems, minmax.sets
+    import minmax.simplex
 
     for name in minmax.__all__:
         getattr(minmax, name)

@@ -31,21 +31,3 @@ Outputs: ``PREFIX.json`` (every number, per batch too), ``PREFIX.md`` (a table) 
 (:math:`\hat\varphi` along each direction, mean ± SE over batches), beside the checkpoint
 (``best.pt`` → ``best.directions.*``) or in ``--out``.
 """
-
-from experiments.directions.candidates import (
-    DIRECTIONS,
-    Candidates,
-    ProbeError,
-    build_directions,
-    unit_direction,
-)
-from experiments.directions.cli import main, parse_grid
-from experiments.directions.probe import batch_seeds, probe_batch, robust_loss, run_probe, select_batches
-from experiments.directions.report import markdown, summarize, write_outputs
-from experiments.directions.stats import direction_statistics, mean_se, paired_statistics
-
-__all__ = [
-    "DIRECTIONS", "Candidates", "ProbeError", "batch_seeds", "build_directions", "direction_statistics",
-    "main", "markdown", "mean_se", "paired_statistics", "parse_grid", "probe_batch", "robust_loss",
-    "run_probe", "select_batches", "summarize", "unit_direction", "write_outputs",
-]

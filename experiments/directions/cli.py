@@ -12,8 +12,8 @@ from fractions import Fraction
 
 import torch
 
-from experiments.checkpoint import CheckpointError
-from experiments.data import DataError
+from experiments.common.checkpoints import CheckpointError
+from experiments.common.data import DataError
 
 __all__ = ["GRID_FACTORS", "build_parser", "main", "parse_grid"]
 
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
     from experiments.directions.candidates import ProbeError
     from experiments.directions.probe import run_probe
     from experiments.directions.report import summarize, write_outputs
-    from experiments.runner import restore_model
+    from experiments.train.model import restore_model
     from minmax.torch.attacks import PGD
 
     try:

@@ -27,7 +27,7 @@ import time
 import numpy as np
 import torch
 
-from experiments.data import derive_seed
+from experiments.common.seeds import derive_seed
 from experiments.directions.candidates import DIRECTIONS, ProbeError, build_directions
 from minmax.torch.gradients import trainable_parameters
 

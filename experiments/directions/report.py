@@ -8,9 +8,9 @@ import os
 
 import numpy as np
 
+from experiments.common.logs import write_atomic
 from experiments.directions.candidates import DIRECTIONS
 from experiments.directions.stats import direction_statistics, mean_se, paired_statistics
-from experiments.logs import write_atomic
 
 __all__ = ["LABELS", "markdown", "plot", "summarize", "write_outputs"]
 

@@ -2,7 +2,7 @@ r"""The minimum-norm point of the convex hull, :math:`\min_{\alpha\in\Delta}\alp
 
 One entry point, :func:`min_norm_point`, dispatches on a method name; each method lives in its own
 module and exposes ``solve(G, *, tol, max_iter, init) -> (weights, iterations, status)``. The result's
-certificate is always recomputed from ``G`` and the weights (:mod:`minmax.minnorm.certificate`).
+certificate is always recomputed from ``G`` and the weights (:mod:`minmax.minnorm.optimality`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from .certificate import (
+from .optimality import (
     DEFAULT_TOL,
     MinNormCertificate,
     check_min_norm,
@@ -156,7 +156,7 @@ def min_norm_point(
         kwargs["max_iter"] = max_iter
     if name.startswith("fw-"):
         kwargs["variant"] = name[3:]
-    # The optional fourth item: a certificate.Certified, the certificate module's own certificate of exactly
+    # The optional fourth item: an optimality.Certified, the optimality module's own certificate of exactly
     # the returned (read-only) weights; finalize reuses it only if it is that, else recomputes.
     # Tiny or huge G (near the subnormal or overflow range): the method runs on 2^k G, which has the same
     # minimizers, and the certificate below is computed on G itself.

@@ -24,7 +24,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from ..simplex import project_simplex
-from .certificate import GapTest, fw_gap
+from .optimality import GapTest, fw_gap
 from .result import Status
 
 __all__ = ["APGStep", "DEFAULT_MAX_ITER", "polish_repeatedly", "polish_support", "solve", "tangent_curvature"]
@@ -287,8 +287,8 @@ def solve(
     G : ndarray of shape (m, m)
         Validated float64 positive semidefinite Gram matrix (see :func:`~minmax.min_norm_point`).
     tol : float
-        Relative gap tolerance: stop when :func:`~minmax.minnorm.certificate.fw_gap` is at most
-        :func:`~minmax.minnorm.certificate.gap_tolerance` (the certificate's own test).
+        Relative gap tolerance: stop when :func:`~minmax.minnorm.optimality.fw_gap` is at most
+        :func:`~minmax.minnorm.optimality.gap_tolerance` (the certificate's own test).
     max_iter : int, default 20000
         Iteration limit (status ``MAX_ITER`` when reached).
     init : ndarray of shape (m,), optional

@@ -39,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .apg import polish_repeatedly
-from .certificate import GapTest
+from .optimality import GapTest
 from .result import Status
 
 __all__ = ["FWStep", "VARIANTS", "solve"]
@@ -109,8 +109,8 @@ def solve(
     G : ndarray of shape (m, m)
         Validated float64 positive semidefinite Gram matrix (see :func:`~minmax.min_norm_point`).
     tol : float
-        Relative gap tolerance: stop when :func:`~minmax.minnorm.certificate.fw_gap` is at most
-        :func:`~minmax.minnorm.certificate.gap_tolerance` (the certificate's own test).
+        Relative gap tolerance: stop when :func:`~minmax.minnorm.optimality.fw_gap` is at most
+        :func:`~minmax.minnorm.optimality.gap_tolerance` (the certificate's own test).
     max_iter : int, default 100000
         Iteration limit. Away/pairwise Frank-Wolfe converge linearly on this problem, at a rate set by
         the condition number and the pyramidal width of the simplex [2]_; well-conditioned problems need

@@ -9,7 +9,7 @@ the minimizer of :math:`\|M_S y\|^2` over the affine hull :math:`\{y : \mathbf 1
 
 *Major cycle.* With :math:`G\alpha` at hand, stop when the Frank-Wolfe gap
 :math:`2(\alpha^\top G\alpha - \min_i (G\alpha)_i)` passes the certificate of
-:mod:`minmax.minnorm.certificate`; otherwise add :math:`j = \operatorname{argmin}_i (G\alpha)_i` to
+:mod:`minmax.minnorm.optimality`; otherwise add :math:`j = \operatorname{argmin}_i (G\alpha)_i` to
 :math:`S` (in exact arithmetic :math:`g_j` is then affinely independent of the corral, since every point
 :math:`p` of its affine hull has :math:`p^\top M\alpha = \alpha^\top G\alpha > (G\alpha)_j`).
 
@@ -89,7 +89,7 @@ import numpy as np
 
 from ._corral import Corral
 from ._lawson_hanson import lawson_hanson_start
-from .certificate import DEFAULT_TOL, Certified, fw_gap, gap_tolerance
+from .optimality import DEFAULT_TOL, Certified, fw_gap, gap_tolerance
 from .result import Status
 
 __all__ = ["DEFAULT_MAX_ITER", "solve", "solve_certified"]
@@ -249,7 +249,7 @@ def solve_certified(
 ) -> tuple[np.ndarray, int, Status, Certified | None]:
     """:func:`solve`, plus the certificate of the returned weights when the stopping test computed it.
 
-    The final stopping test is the certificate itself (:class:`minmax.minnorm.certificate.Certified`,
+    The final stopping test is the certificate itself (:class:`minmax.minnorm.optimality.Certified`,
     computed from ``G`` and the returned read-only weights); :func:`minmax.min_norm_point` passes it on to
     ``finalize`` so it is not computed twice. ``None`` when the solve did not end on that test.
     """

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 import minmax
-from minmax.minnorm.certificate import fw_gap
+from minmax.minnorm.optimality import fw_gap
 from minmax.torch import distributed as _dist
 from minmax.torch import gradients as _grads
 

@@ -10,7 +10,7 @@ import pytest
 
 from minmax import METHODS, MinNormResult, Status, check_min_norm, min_norm_point
 from minmax.minnorm import MESSAGES
-from minmax.minnorm.certificate import power_of_two_scale
+from minmax.minnorm.optimality import power_of_two_scale
 
 from .cases import edge_case, family_case
 
@@ -285,7 +285,7 @@ def test_certificate_validates_its_input():
 
 def test_result_is_never_optimal_with_a_wrong_answer():
     """finalize recomputes the certificate: a solver claiming OPTIMAL on a bad point is reported STALLED."""
-    from minmax.minnorm.certificate import finalize
+    from minmax.minnorm.optimality import finalize
 
     G = np.array([[1.0, 0.0], [0.0, 4.0]])
     res = finalize(G, np.array([0.5, 0.5]), method="wolfe", iterations=3, status=Status.OPTIMAL, rtol=1e-12)
