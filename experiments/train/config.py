@@ -60,7 +60,7 @@ PRESETS = {
 
 #: Options added after runs were first saved, with the value that reproduces those runs (a resume of an
 #: older run directory or checkpoint takes these).
-ADDED_OPTIONS = {"train_size": 0, "max_steps": 0, "eval_every": 0, "schedule": "step"}
+ADDED_OPTIONS = {"train_size": 0, "max_steps": 0, "eval_every": 0, "schedule": "step", "channels": [32, 64]}
 
 #: Options that may differ from the saved configuration when resuming (they do not change the numbers,
 #: except ``device``, which a user may need to change and is warned about).
@@ -160,6 +160,8 @@ def build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add(g, "--activation", choices=ACTIVATIONS, default="relu", help="activation function")
     add(g, "--norm", choices=NORMS, default="batch", help="normalization layers (group: 8 groups)")
     add(g, "--hidden", type=_int_list, default="256,256", metavar="W1,W2,...", help="hidden widths of mlp")
+    add(g, "--channels", type=_int_list, default="32,64", metavar="C1,C2",
+        help="channels of the two convolutions of cnn")
 
     g = parser.add_argument_group("training (the paper's values are the defaults)")
     add(g, "--variant", default="ddi-10", help="training method, see the list below")
@@ -190,7 +192,7 @@ def build_parser(*, suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add(g, "--eval-every", type=int, default=0, metavar="STEPS",
         help="also evaluate the test split (--eval-examples, the same examples and random starts each time) "
              "every STEPS optimizer steps, at step 0 and at the last step, into evals.jsonl with the "
-             "training wall-clock time (evaluation excluded); 0: only per epoch")
+             "training wall-clock and CPU time (evaluation excluded); 0: only per epoch")
     add(g, "--eval-steps", type=int, default=20, help="PGD steps of the evaluation attack")
     add(g, "--eval-step-size", type=parse_fraction, default="2/255", help="its step size")
     add(g, "--eval-restarts", type=int, default=1, help="its random restarts (worst case per example)")
@@ -253,7 +255,7 @@ def parse_config(argv=None) -> dict:
     for key in ("eps", "step_size", "eval_step_size"):
         args[key] = parse_fraction(args[key])
     args["generated_shape"] = tuple(args["generated_shape"])
-    args["hidden"] = tuple(args["hidden"])
+    args["hidden"], args["channels"] = tuple(args["hidden"]), tuple(args["channels"])
     try:
         _validate(args)
     except ConfigError as exc:
@@ -283,6 +285,6 @@ def _resume_config(parser, args: dict, explicit: dict) -> dict:
     config = {**ADDED_OPTIONS, **saved}
     for key in RESUME_OVERRIDABLE:
         config[key] = args[key]
-    for key in ("generated_shape", "hidden", "lr_milestones"):
+    for key in ("generated_shape", "hidden", "channels", "lr_milestones"):
         config[key] = tuple(config[key])
     return config

@@ -17,10 +17,13 @@ CHECKPOINT_KIND = "minmax-train"
 
 
 def build_model_from_config(config: dict, input_shape, num_classes: int, mean=None, std=None):
-    """``nets.build_model`` with the configuration's net, activation, norm (and hidden widths for mlp)."""
+    """``nets.build_model`` with the configuration's net, activation, norm (hidden widths of mlp, channels of
+    cnn)."""
     import nets
 
     kwargs = {"hidden": tuple(config["hidden"])} if config["net"] == "mlp" else {}
+    if config["net"] == "cnn":
+        kwargs = {"channels": tuple(config.get("channels", (32, 64)))}
     return nets.build_model(config["net"], num_classes=num_classes, input_shape=tuple(input_shape),
                             activation=config["activation"], norm=config["norm"], mean=mean, std=std,
                             **kwargs)

@@ -36,7 +36,8 @@ class RunState:
     The trainer sets what these methods read and write: ``config``, ``rank``, ``world``, ``is_main``,
     ``device``, ``run_dir``, ``ckpt_dir``, ``log``; ``model``, ``optimizer``, ``schedule``, ``scaler``,
     ``step``; and the progress ``epoch``, ``step_in_epoch``, ``global_step``, ``steps_per_epoch``,
-    ``history``, ``best``, ``stats``, ``segment_start``, ``elapsed_before``, ``eval_time``, ``last_saved``,
+    ``history``, ``best``, ``stats``, ``segment_start``, ``elapsed_before``, ``eval_time``, the CPU-time
+    counterparts ``cpu_segment_start``, ``cpu_before``, ``eval_cpu_time``, ``last_saved``,
     ``stop_requested``.
     """
 
@@ -80,6 +81,7 @@ class RunState:
         self.global_step = progress["global_step"]
         self.history, self.best, self.stats = state["history"], state["best"], state["stats"]
         self.elapsed_before, self.eval_time = state["elapsed"], state.get("eval_time", 0.0)
+        self.cpu_before, self.eval_cpu_time = state.get("cpu_elapsed", 0.0), state.get("eval_cpu_time", 0.0)
         rng = state["rng"]
         restore_rng(rng[self.rank] if len(rng) == self.world else rng[0], self.device)
         self.last_saved = (path, self.epoch, self.step_in_epoch, self.global_step)
@@ -88,6 +90,11 @@ class RunState:
     def elapsed(self) -> float:
         """Wall-clock seconds of the run so far, over all its resumed segments."""
         return self.elapsed_before + time.perf_counter() - self.segment_start
+
+    def cpu_elapsed(self) -> float:
+        """CPU seconds of this process over the run (all segments): what other jobs on the machine do not
+        inflate, unlike :meth:`elapsed`."""
+        return self.cpu_before + time.process_time() - self.cpu_segment_start
 
     def state(self) -> dict:
         """Everything an exact resume needs (every rank must call: the RNG states are gathered)."""
@@ -106,7 +113,8 @@ class RunState:
                 "progress": {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
                              "global_step": self.global_step},
                 "history": self.history, "best": self.best, "stats": self.stats, "elapsed": self.elapsed(),
-                "eval_time": self.eval_time, "world_size": self.world}
+                "eval_time": self.eval_time, "cpu_elapsed": self.cpu_elapsed(),
+                "eval_cpu_time": self.eval_cpu_time, "world_size": self.world}
 
     def save(self, name: str, state: dict | None = None) -> float:
         """Write checkpoints/<name>.pt (rank 0; every rank must call, for the RNG gather); return seconds."""

@@ -33,6 +33,7 @@ LAYERS = {
     "experiments.evaluate": ("experiments.common", "experiments.train"),
     "experiments.figures": ("experiments.common", "experiments.train"),
     "experiments.directions": ("experiments.common", "experiments.train"),
+    "experiments.study": ("experiments.common", "experiments.train"),
 }
 
 

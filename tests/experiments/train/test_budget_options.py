@@ -20,7 +20,7 @@ BUDGET = [*TINY, "--train-size", "48", "--epochs", "10", "--max-steps", "5", "--
 
 
 def _numbers(rows):
-    return [{k: v for k, v in r.items() if k != "train_time"} for r in rows]
+    return [{k: v for k, v in r.items() if k not in ("train_time", "train_cpu_time")} for r in rows]
 
 
 def test_training_subset_depends_on_the_data_seed_only():
@@ -50,6 +50,8 @@ def test_max_steps_ends_the_run_and_eval_every_logs_reproducible_rows(tmp_path):
     with open(os.path.join(run, "summary.json")) as f:
         assert times == sorted(times) and times[-1] < json.load(f)["wall_time"]
     assert all(r["n"] == 16 for r in evals)
+    cpu = [r["train_cpu_time"] for r in evals]
+    assert cpu == sorted(cpu) and cpu[0] > 0
     # the last row is the last weights evaluated on the test split with the progress seed
     last = load_checkpoint(os.path.join(run, "checkpoints", "last.pt"))
     assert last["progress"]["global_step"] == 5
@@ -77,3 +79,13 @@ def test_bad_budget_options_exit_with_status_2(tmp_path, capsys, flag, value):
     except SystemExit as exc:  # the command-line checks exit through argparse
         code = exc.code
     assert code == 2 and flag in capsys.readouterr().err
+
+
+def test_channels_sets_the_cnn_widths():
+    from experiments.train.config import parse_config
+    from experiments.train.model import build_model_from_config
+
+    config = parse_config(["--net", "cnn", "--channels", "4,6", "--generated-shape", "1x8x8"])
+    model = build_model_from_config(config, (1, 8, 8), 10)
+    convs = [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [4, 6]
