@@ -22,10 +22,9 @@ import math
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 from minmax.torch._checks import positive_float, positive_int, set_eval, validate_batch
-from minmax.torch.attacks import NORMS, AttackResult
+from minmax.torch.attacks import NORMS, AttackResult, per_sample_loss
 from minmax.torch.projections import norms as _norms
 
 __all__ = ["AttackAdapter"]
@@ -186,14 +185,4 @@ class AttackAdapter:
         return delta
 
     def _loss(self, logits, ys) -> torch.Tensor:
-        n = ys.shape[0]
-        if not isinstance(logits, torch.Tensor) or logits.dim() < 1 or logits.shape[0] != n:
-            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise ValueError(f"the model must return one row of logits per input ({n} rows), got {got}")
-        if self.loss == "ce":
-            return F.cross_entropy(logits, ys, reduction="none")
-        loss = self.loss(logits, ys)
-        if not isinstance(loss, torch.Tensor) or tuple(loss.shape) != (n,):
-            got = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
-            raise ValueError(f"the loss callable must return per-sample losses of shape ({n},), got {got}")
-        return loss
+        return per_sample_loss(self.loss, logits, ys)

@@ -402,17 +402,7 @@ class PGD:
         return loss.detach(), grad
 
     def _loss(self, logits, ys) -> torch.Tensor:
-        n = ys.shape[0]
-        if not isinstance(logits, torch.Tensor) or logits.dim() < 1 or logits.shape[0] != n:
-            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise ValueError(f"the model must return one row of logits per input ({n} rows), got {got}")
-        if self.loss == "ce":
-            return F.cross_entropy(logits, ys, reduction="none")
-        loss = self.loss(logits, ys)
-        if not isinstance(loss, torch.Tensor) or tuple(loss.shape) != (n,):
-            got = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
-            raise ValueError(f"the loss callable must return per-sample losses of shape ({n},), got {got}")
-        return loss
+        return per_sample_loss(self.loss, logits, ys)
 
     def _direction(self, grad: torch.Tensor) -> torch.Tensor:
         if self.norm == "linf":
@@ -470,3 +460,25 @@ class FGSM(PGD):
             eps=eps, alpha=alpha, steps=1, norm=norm, restarts=restarts, random_start=random_start,
             decay_after=None, loss=loss, eval_mode=eval_mode, keep_best=keep_best,
         )
+
+
+def per_sample_loss(loss, logits, ys) -> torch.Tensor:
+    """The attack's per-sample losses: cross-entropy for ``loss="ce"``, else ``loss(logits, ys)`` checked.
+
+    Raises
+    ------
+    ValueError
+        If the model did not return one row of logits per input, or the loss callable did not return
+        shape ``(n,)``.
+    """
+    n = ys.shape[0]
+    if not isinstance(logits, torch.Tensor) or logits.dim() < 1 or logits.shape[0] != n:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"the model must return one row of logits per input ({n} rows), got {got}")
+    if loss == "ce":
+        return F.cross_entropy(logits, ys, reduction="none")
+    out = loss(logits, ys)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (n,):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"the loss callable must return per-sample losses of shape ({n},), got {got}")
+    return out
