@@ -97,18 +97,6 @@ def test_a_malformed_row_is_refused(changes, match):
     assert isinstance(replace(FAMILIES["ddi"]), Family)
 
 
-def test_the_command_line_lists_exactly_the_table():
-    from experiments import cli
-
-    section = cli.EPILOG.split("variants (--variant)", 1)[1].split("\n\n", 1)[0]
-    # a family's line starts at column 2 with its forms, then two or more spaces (or the line's end)
-    heads = [re.split(r"\s{2,}", line[2:], maxsplit=1)[0] for line in section.splitlines()[1:]
-             if line.startswith("  ") and line[2] != " "]
-    listed = [form for head in heads for form in head.split(", ")]
-    assert listed == [form for f in FAMILIES.values() for form in f.forms]
-    for f in FAMILIES.values():
-        assert " ".join(f.inner.split()[:4]) in " ".join(section.split())
-
 
 def test_the_benchmark_runs_every_row():
     from benchmarks.bench_step import VARIANT_NAMES

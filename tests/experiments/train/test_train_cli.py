@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -161,3 +162,17 @@ def test_non_finite_loss_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_pa
     # the kept checkpoint is usable: resuming without the fault finishes the run
     assert main(["--resume", run]) == 0
     assert load_checkpoint(os.path.join(run, "checkpoints", "last.pt"))["progress"]["global_step"] == 5
+
+
+def test_the_command_line_lists_exactly_the_table():
+    from experiments.train import config as cli
+    from minmax.torch.variants import FAMILIES
+
+    section = cli.EPILOG.split("variants (--variant)", 1)[1].split("\n\n", 1)[0]
+    # a family's line starts at column 2 with its forms, then two or more spaces (or the line's end)
+    heads = [re.split(r"\s{2,}", line[2:], maxsplit=1)[0] for line in section.splitlines()[1:]
+             if line.startswith("  ") and line[2] != " "]
+    listed = [form for head in heads for form in head.split(", ")]
+    assert listed == [form for f in FAMILIES.values() for form in f.forms]
+    for f in FAMILIES.values():
+        assert " ".join(f.inner.split()[:4]) in " ".join(section.split())
