@@ -69,10 +69,14 @@ _FASHION_CPU = (
     "--eval-steps", "20", "--final-eval-examples", "1000", "--threads", "1", "--no-progress",
     "--checkpoint-every", "25")
 
-#: Studies the project ran; ``fashion-mnist-cpu`` is the one in docs/tutorials/study.rst (two CPU cores).
+#: Studies the project ran, both in docs/tutorials/study.rst (two CPU cores). ``fashion-mnist-cpu``
+#: compares the paper's variants; ``fashion-mnist-cpu-unnormalized`` repeats ddi-10 stepping along
+#: ``-M alpha*`` instead of the unit direction, to separate DDi's direction from its step length.
 PRESETS = {
     "fashion-mnist-cpu": StudyConfig("fashion-mnist-cpu", ("pgd", "pgd-max-10", "ddi-10", "ddi-comb-10"),
                                      (0, 1, 2), _FASHION_CPU),
+    "fashion-mnist-cpu-unnormalized": StudyConfig("fashion-mnist-cpu-unnormalized", ("ddi-10",), (0, 1, 2),
+                                                  (*_FASHION_CPU, "--no-normalize")),
 }
 
 
