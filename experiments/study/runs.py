@@ -62,7 +62,7 @@ def run_all(runs: list[Run], *, jobs: int = 1, threads: int = 1, progress: bool 
             while todo and len(active) < jobs:
                 run = todo.pop(0)
                 os.makedirs(run.run_dir, exist_ok=True)
-                log = open(os.path.join(run.run_dir, "train.out"), "a", encoding="utf-8")  # noqa: SIM115
+                log = open(os.path.join(run.run_dir, "train.out"), "a", encoding="utf-8")
                 active.append((run, subprocess.Popen(run.command(), env=env, stdout=log,
                                                      stderr=subprocess.STDOUT), log))
             time.sleep(0.2)
