@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 
 from minmax.torch._checks import positive_float, positive_int, set_eval, validate_batch
-from minmax.torch.attacks import NORMS, AttackResult, per_sample_loss
+from minmax.torch.attacks import NORMS, AttackResult, check_loss, per_sample_loss
 from minmax.torch.projections import norms as _norms
 
 __all__ = ["AttackAdapter"]
@@ -99,12 +99,7 @@ class AttackAdapter:
             raise TypeError(f"attack must be a callable attack(x, y) -> x_adv, got {type(attack).__name__}")
         self.attack = attack
         self.restarts = positive_int(restarts, "restarts")
-        if isinstance(loss, str):
-            if loss != "ce":
-                raise ValueError(f"unknown loss {loss!r}; expected 'ce' or a callable (logits, y) -> (N,)")
-        elif not callable(loss):
-            raise TypeError(f"loss must be 'ce' or a callable (logits, y) -> (N,), got {type(loss).__name__}")
-        self.loss = loss
+        self.loss = check_loss(loss)
         self.eps = None if eps is None else positive_float(eps, "eps")
         if norm not in NORMS:
             raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")

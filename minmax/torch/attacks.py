@@ -215,12 +215,7 @@ class PGD:
             raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
         self.norm = norm
         self.decay_after = None if decay_after is None else positive_int(decay_after, "decay_after")
-        if isinstance(loss, str):
-            if loss != "ce":
-                raise ValueError(f"unknown loss {loss!r}; expected 'ce' or a callable (logits, y) -> (N,)")
-        elif not callable(loss):
-            raise TypeError(f"loss must be 'ce' or a callable (logits, y) -> (N,), got {type(loss).__name__}")
-        self.loss = loss
+        self.loss = check_loss(loss)
         self.random_start = bool(random_start)
         self.eval_mode = bool(eval_mode)
         self.keep_best = bool(keep_best)
@@ -460,6 +455,16 @@ class FGSM(PGD):
             eps=eps, alpha=alpha, steps=1, norm=norm, restarts=restarts, random_start=random_start,
             decay_after=None, loss=loss, eval_mode=eval_mode, keep_best=keep_best,
         )
+
+
+def check_loss(loss):
+    """``"ce"`` or a callable ``(logits, y) -> (N,)``, returned as is; anything else raises."""
+    if isinstance(loss, str):
+        if loss != "ce":
+            raise ValueError(f"unknown loss {loss!r}; expected 'ce' or a callable (logits, y) -> (N,)")
+    elif not callable(loss):
+        raise TypeError(f"loss must be 'ce' or a callable (logits, y) -> (N,), got {type(loss).__name__}")
+    return loss
 
 
 def per_sample_loss(loss, logits, ys) -> torch.Tensor:
