@@ -62,10 +62,11 @@ class MaxProblem:
 
     Notes
     -----
-    The batched gradients take one :func:`torch.func.vmap` pass of ``g`` over the k points and one reverse
-    pass: since :math:`g(\theta, \delta_i)` depends only on its own :math:`\delta_i`,
-    :math:`\nabla_{\delta_i}\sum_j g(\theta, \delta_j) = \nabla_\delta g(\theta, \delta_i)`, and likewise
-    for :math:`\nabla_\theta` with one copy of :math:`\theta` per point. What ``g`` returns is checked once
+    The gradients in :math:`\delta` take one :func:`torch.func.vmap` pass of ``g`` over the k points and one
+    reverse pass: since :math:`g(\theta, \delta_i)` depends only on its own :math:`\delta_i`,
+    :math:`\nabla_{\delta_i}\sum_j g(\theta, \delta_j) = \nabla_\delta g(\theta, \delta_i)`. The gradients
+    in :math:`\theta` are ``vmap(grad(g))`` with :math:`\theta` unbatched, so work on :math:`\theta` alone
+    (such as :math:`B^\top\theta`) is done once for the k points. What ``g`` returns is checked once
     per shape of ``theta`` (a 0-d tensor of ``dtype`` on ``device``, and batchable by ``vmap``); the loops
     check finiteness of values and gradients.
 
@@ -119,7 +120,8 @@ class MaxProblem:
         # atol of the membership check of a single delta: projections are exact up to round-off
         self.delta_atol = float(np.sqrt(torch.finfo(self.dtype).eps)) * max(1.0, set.diameter)
         self._batched = vmap(g, in_dims=(None, 0))
-        self._per_point = vmap(g, in_dims=(0, 0))
+        # theta unbatched: work on theta alone is done once for the k points, not k times
+        self._grads_theta_batched = vmap(grad(g, argnums=0), in_dims=(None, 0))
         self._checked: dict = {}
 
     def __repr__(self):
@@ -260,7 +262,7 @@ class MaxProblem:
 
     def grads_theta(self, theta, deltas) -> torch.Tensor:
         r""":math:`\nabla_\theta g(\theta, \delta_i)` for the k rows of ``deltas`` (k, p), shape (k, n): one
-        ``vmap`` pass of ``g`` over k copies of :math:`\theta` and one reverse pass."""
+        ``vmap`` of :func:`torch.func.grad` over the k points, :math:`\theta` shared."""
         return self._grads_theta(*self._batch(theta, deltas))
 
     # The loops call these on checked tensors (no validation, no device synchronization).
@@ -276,9 +278,7 @@ class MaxProblem:
             return self._reverse(out, d), out.detach()
 
     def _grads_theta(self, theta: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
-        thetas = theta.detach().expand(deltas.shape[0], -1).clone().requires_grad_(True)
-        with torch.enable_grad():
-            return self._reverse(self._per_point(thetas, deltas.detach()), thetas)
+        return self._grads_theta_batched(theta.detach(), deltas.detach())
 
     @staticmethod
     def _reverse(out: torch.Tensor, wrt: torch.Tensor) -> torch.Tensor:
