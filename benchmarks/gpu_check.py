@@ -4,8 +4,10 @@ Measures, on the CIFAR ResNet18 of the paper (CELU + GroupNorm) at batch 128 on 
 data: the per-step time (split attack / gradients / Gram / QP) and peak GPU memory of pgd, pgd-max-10,
 ddi-10 and ddi-comb-10, with the loop and the torch.func gradient strategies, AMP off and on (bfloat16);
 then a 200-step training smoke run (SGD lr 0.1, momentum 0, weight decay 5e-4) that must end with a finite
-loss. Every measurement is wrapped on its own: an error is recorded and the next one runs. Results are
-rewritten after each measurement to ``OUTDIR/gpu_check.json`` and ``OUTDIR/gpu_check.md``.
+loss; last, part (b) of ``benchmarks.bench_maxfunc`` on the device (batched starts of
+:func:`minmax.torch.maximize` against a loop over starts at d = 10^4, p = 10 and 100, about 30 s). Every
+measurement is wrapped on its own: an error is recorded and the next one runs. Results are rewritten after
+each measurement to ``OUTDIR/gpu_check.json`` and ``OUTDIR/gpu_check.md``.
 
 Exit status: 0 when the smoke run ends with a finite loss, 1 otherwise (non-finite loss or an error in the
 smoke run). ``--quick`` is a CPU dry run with tiny sizes, to check the script end to end anywhere.
@@ -45,7 +47,8 @@ class Report:
     """Results so far, flushed to JSON and Markdown after every change."""
 
     def __init__(self, outdir: Path, info: dict, quick: bool):
-        self.outdir, self.data = outdir, {"info": info, "quick": quick, "timings": [], "smoke": None}
+        self.outdir, self.data = outdir, {"info": info, "quick": quick, "timings": [], "smoke": None,
+                                          "maxfunc": None}
         outdir.mkdir(parents=True, exist_ok=True)
 
     def flush(self) -> None:
@@ -71,6 +74,9 @@ class Report:
         smoke = self.data["smoke"]
         if smoke is not None:
             lines += ["", "## Smoke run", "", json.dumps(smoke)]
+        if self.data["maxfunc"] is not None:
+            lines += ["", "## maximize: batched starts / loop over starts (bench_maxfunc part b)", "",
+                      json.dumps(self.data["maxfunc"])]
         return "\n".join(lines) + "\n"
 
 
@@ -147,6 +153,25 @@ def smoke_run(variant, *, model_name, batch, steps, pool, device, amp, time_limi
             "norm_first": norms[0], "norm_last": norms[-1], "finite": all(math.isfinite(v) for v in losses)}
 
 
+def maxfunc_check(device, quick: bool) -> dict:
+    """Part (b) of ``bench_maxfunc`` on ``device``: per p and g, the faster loop / batched ratio (target
+    >= 5) and the by-hand ceiling, or the error."""
+    from . import bench_maxfunc
+
+    out = {}
+    for p in (10,) if quick else (10, 100):
+        try:
+            ratios = bench_maxfunc.report_batched_vs_loop(p, device, budget=0.05 if quick else 0.5)
+            out[f"p={p}"] = {
+                name: {"loop_over_batched": round(loop, 2), "loop_over_by_hand": round(loop / hand, 2),
+                       "per_start_over_batched": round(per, 2), "max_gap": gap}
+                for name, (loop, hand, per, gap) in ratios.items()}
+        except Exception as exc:  # recorded; the smoke run decides the exit status
+            out[f"p={p}"] = {"error": f"{type(exc).__name__}: {exc}",
+                             "traceback": traceback.format_exc(limit=4)}
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check",
                                      description=__doc__.splitlines()[0])
@@ -197,6 +222,8 @@ def main(argv=None) -> int:
     except Exception as exc:
         report.data["smoke"] = {"variant": smoke_variant, "error": f"{type(exc).__name__}: {exc}",
                                 "traceback": traceback.format_exc(limit=4), "finite": False}
+    report.flush()
+    report.data["maxfunc"] = maxfunc_check(device, quick)
     report.data["seconds"] = round(time.perf_counter() - start, 1)
     report.flush()
     smoke = report.data["smoke"]
