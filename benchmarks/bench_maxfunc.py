@@ -105,7 +105,7 @@ def _autograd_grad_and_value(g):
 def _ascent(problem, theta, starts, eta, grad_value, value_fn):
     """``STEPS`` projected ascent steps from ``starts`` (one point (p,) or rows (k, p) advanced together),
     the best iterate of each kept: :func:`minmax.torch.maximize` without validation and merging, with no
-    device sync. ``grad_value(theta, delta) -> (gradient, value)`` and ``value(theta, delta)``, batched
+    device sync. ``grad_value(theta, delta) -> (gradient, value)`` and ``value_fn(theta, delta)``, batched
     or not as ``starts`` is."""
     delta, best, best_value = starts, starts, None
     for step in range(STEPS + 1):
