@@ -23,7 +23,7 @@ from experiments.train.config import ConfigError
 from experiments.train.model import load_splits
 
 __all__ = ["AMP", "DebugLoss", "RunLength", "build_descent_step", "build_eval_attack", "load_data",
-           "resolve_device", "run_directory", "run_record", "run_length"]
+           "resolve_device", "run_directory", "run_length", "run_record", "start_run"]
 
 #: ``--amp`` -> autocast dtype.
 AMP = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -52,6 +52,29 @@ def run_directory(config: dict, world: int) -> str:
         dist.broadcast_object_list(holder, src=0)
         run_dir = holder[0]
     return run_dir
+
+
+def start_run(run_dir: str, *, is_main: bool, world: int, write) -> None:
+    """Claim ``run_dir`` for a new run: every rank checks that it holds no run, then rank 0 calls ``write()``
+    (which writes ``config.json``).
+
+    Under several processes a barrier separates the checks from the write: without it a rank that reaches
+    the check after rank 0 has written finds ``config.json`` and refuses the run it belongs to.
+
+    Raises
+    ------
+    ConfigError
+        ``run_dir`` already holds a run (on every rank alike, before any collective).
+    """
+    if os.path.exists(os.path.join(run_dir, "config.json")):
+        raise ConfigError(f"{run_dir!r} already holds a run; continue it with --resume {run_dir} or choose "
+                          f"another --out")
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    if is_main:
+        write()
 
 
 def load_data(config: dict, *, is_main: bool, world: int):

@@ -106,10 +106,8 @@ class Trainer(RunState):
 
     # -- start and resume --------------------------------------------------------------------------------
     def _start(self) -> None:
-        if os.path.exists(os.path.join(self.run_dir, "config.json")):
-            raise ConfigError(f"{self.run_dir!r} already holds a run; continue it with --resume "
-                              f"{self.run_dir} or choose another --out")
-        self.log.write_json("config.json", setup.run_record(self))
+        setup.start_run(self.run_dir, is_main=self.is_main, world=self.world,
+                        write=lambda: self.log.write_json("config.json", setup.run_record(self)))
         cfg = self.config
         self.log.info(f"run {self.run_dir}: {cfg['variant']} on {cfg['dataset']} ({len(self.train_set)} "
                       f"train / {len(self.val_set)} val / {len(self.test_set)} test), {cfg['net']} "
