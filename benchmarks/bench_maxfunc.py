@@ -93,10 +93,13 @@ def _problems(p: int = P, device="cpu", seed: int = 0):
 
 
 def _autograd_grad_and_value(g):
+    """Plain autograd (``requires_grad`` and ``torch.autograd.grad``): the gradient in delta and the value of
+    ``g(theta, delta)`` at one point, or of the m values of a g batched by hand at m rows (one reverse pass
+    of their sum: row i depends on delta_i alone)."""
     def grad_value(theta, delta):
         delta = delta.detach().requires_grad_(True)
         value = g(theta, delta)
-        (grad,) = torch.autograd.grad(value, delta)
+        (grad,) = torch.autograd.grad(value.sum(), delta)
         return grad, value.detach()
 
     return grad_value
@@ -126,17 +129,6 @@ def _ascent(problem, theta, starts, eta, grad_value, value_fn):
     return best
 
 
-def _by_hand(batched):
-    """Gradients in delta of the m values ``batched(theta, deltas)`` by one reverse pass of their sum."""
-    def grad_value(theta, deltas):
-        deltas = deltas.detach().requires_grad_(True)
-        values = batched(theta, deltas)
-        (grad,) = torch.autograd.grad(values.sum(), deltas)
-        return grad, values.detach()
-
-    return grad_value
-
-
 def _loop(problem, theta, starts, eta, grad_value):
     """The ascent one start at a time (a Python loop over the starts)."""
     return torch.stack([_ascent(problem, theta, starts[i], eta, grad_value, problem.g)
@@ -164,7 +156,7 @@ def batched_vs_loop(p: int = P, device="cpu", budget: float = 2.0):
         fns = {
             "batched (maximize)": lambda problem=problem, kw=kw: maximize(problem, theta, **kw).deltas,
             "batched by hand, no vmap": lambda problem=problem, batched=batched, starts=starts: _ascent(
-                problem, theta, starts, eta, _by_hand(batched), batched),
+                problem, theta, starts, eta, _autograd_grad_and_value(batched), batched),
             "loop, torch.func": lambda problem=problem, starts=starts: _loop(
                 problem, theta, starts, eta, torch.func.grad_and_value(problem.g, argnums=1)),
             "loop, autograd": lambda problem=problem, starts=starts: _loop(
